@@ -1,0 +1,3 @@
+from medref_cli.cli.main import run
+
+run()

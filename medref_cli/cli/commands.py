@@ -1,0 +1,25 @@
+"""Which command lives where. Each module holds one command group and nothing but glue."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+# name -> module exposing `app`, a Typer group of sub-commands
+GROUPS: dict[str, str] = {
+    # "runs": "medref_cli.cli.runs",
+    "config": "medref_cli.cli.config_cmd",
+}
+
+# name -> (module, function) of a single command
+COMMANDS: dict[str, tuple[str, str]] = {
+    # "split"
+}
+
+
+def register(app: typer.Typer) -> None:
+    for name, module in GROUPS.items():
+        app.add_typer(importlib.import_module(module).app, name=name)
+    for name, (module, func) in COMMANDS.items():
+        app.command(name)(getattr(importlib.import_module(module), func))

@@ -1,0 +1,55 @@
+"""Options shared by every command, and the one place that turns them into a config."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+ConfigOpt = Annotated[
+    Optional[Path],
+    typer.Option("--config", "-c", help="Experiment YAML file (may `extends:` another).", show_default=False),
+]
+SetOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", help="Typed override KEY=VALUE, e.g. train.lr=1e-3 (repeatable).", show_default=False),
+]
+LedgerOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--ledger",
+        help="SQLAlchemy URL of the ledger (default: sqlite:///<results>/ledger.db; env MEDREF_LEDGER).",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def build_config(config: Optional[Path], sets: Optional[list[str]], **overrides: Any):
+    """Defaults <- --config <- typed command options <- --set; validated."""
+    from medref_cli.config import load_config
+
+    return load_config(config, overrides={k: v for k, v in overrides.items() if v is not None}, sets=sets or ())
+
+
+def ledger_url(explicit: Optional[str], results_dir: str | Path = "results") -> str:
+    """--ledger, else MEDREF_LEDGER, else SQLite inside the results folder."""
+    url = explicit or os.environ.get("MEDREF_LEDGER")
+    if url:
+        return url
+    return f"sqlite:///{Path(results_dir) / 'ledger.db'}"
+
+
+def device_override(gpu: Optional[int], cpu: bool) -> Optional[str]:
+    """--gpu N / --cpu -> runtime.device (None keeps the config's)."""
+    from medref_cli.errors import MedrefError
+
+    if gpu is not None and cpu:
+        raise MedrefError("--gpu and --cpu exclude each other")
+    if gpu is not None:
+        if gpu < 0:
+            raise MedrefError(f"--gpu expects a device index >= 0, got {gpu}")
+        return f"cuda:{gpu}"
+    return "cpu" if cpu else None

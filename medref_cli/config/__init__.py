@@ -1,0 +1,43 @@
+"""Configuration: frozen dataclasses, YAML experiment files, typed overrides, hashing."""
+
+from medref_cli.config.loader import (
+    all_keys,
+    canonical_json,
+    config_hash,
+    dump_yaml,
+    from_dict,
+    hashed_dict,
+    load_config,
+    to_dict,
+    to_flat,
+)
+from medref_cli.config.schema import (
+    DataConfig,
+    EvalConfig,
+    ExperimentConfig,
+    ModelConfig,
+    RuntimeConfig,
+    SplitConfig,
+    SSLConfig,
+    TrainConfig,
+)
+
+__all__ = [
+    "DataConfig",
+    "EvalConfig",
+    "ExperimentConfig",
+    "ModelConfig",
+    "RuntimeConfig",
+    "SSLConfig",
+    "SplitConfig",
+    "TrainConfig",
+    "all_keys",
+    "canonical_json",
+    "config_hash",
+    "dump_yaml",
+    "from_dict",
+    "hashed_dict",
+    "load_config",
+    "to_dict",
+    "to_flat",
+]

@@ -1,0 +1,156 @@
+"""The experiment configuration: frozen dataclasses, the single source of truth.
+
+Every default here is the paper's setting (or, where the paper is silent, the public
+reference implementation's). `experiments/base.yaml` restates them; a test keeps the two equal.
+CPU-sized and demo settings live in experiment files that hold only their differences.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    # synthetic | qata | mosmed | custom (custom needs `root`)
+    dataset: str = "synthetic"
+    # folder of the data set; empty means the dataset's default location
+    root: str = ""
+    # auto | qata | lvit | mmiunet | mosmed
+    format: str = "auto"
+    # whether "left" in a caption means the image's left or the patient's left
+    laterality: str = "image"
+    image_size: int = 224
+    # decode each split once into a uint8 tensor held in memory (or on the device)
+    cache: bool = True
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    # share of the train split that keeps its labels; 1.0 = fully supervised
+    ratio: float = 0.05
+    seed: int = 42
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    # registered model name: mmi-unet | guidedecoder | tiny variants (`medref models`)
+    backbone: str = "mmi-unet"
+    # timm model name of the visual encoder (features_only, 4 stages)
+    visual_encoder: str = "convnext_tiny"
+    visual_pretrained: bool = True
+    # local timm checkpoint for the visual encoder (empty: timm's own weights)
+    visual_checkpoint: str = ""
+    # hub name or local folder of the frozen text encoder; "builtin-minilm" = the packaged MiniLM
+    text_encoder: str = "microsoft/BiomedVLP-CXR-BERT-specialized"
+    text_max_length: int = 24
+    freeze_text: bool = True
+    # width of the ITCL projection heads
+    proj_dim: int = 256
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 42
+    batch_size: int = 32
+    # unlabeled batch per step in the SSL phase (0 = same as batch_size)
+    unlabeled_batch_size: int = 0
+    lr: float = 3e-4
+    min_lr: float = 1e-6
+    weight_decay: float = 0.05
+    burnin_epochs: int = 5
+    epochs: int = 100
+    # stop when validation Dice has not improved for this many epochs (0 = never)
+    patience: int = 30
+    # validate every N epochs
+    val_every: int = 1
+    # steps per epoch cap (0 = a full pass over the data)
+    max_steps_per_epoch: int = 0
+    # dice weight and CE weight of the DiceCE loss
+    dice_weight: float = 1.0
+    ce_weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class SSLConfig:
+    ema: bool = True
+    ema_momentum: float = 0.999
+    # momentum rises linearly from ema_momentum_start to ema_momentum over this many epochs
+    ema_momentum_start: float = 0.99
+    ema_warmup_epochs: int = 20
+    # confidence threshold delta of the hard pseudo-mask and of the T-PatchMix lesion gate
+    threshold: float = 0.55
+    lambda_u: float = 0.3
+    # lambda_u ramps linearly from 0 over this many epochs after burn-in (0 = no ramp)
+    lambda_u_ramp_epochs: int = 15
+    # weak view: random zoom range
+    zoom_min: float = 0.95
+    zoom_max: float = 1.2
+    # strong image view (ImgStrong): ColorJitter + GaussianBlur
+    img_strong: bool = True
+    # TextStrong: synonym replacement + random deletion
+    text_strong: bool = False
+    posaug: bool = True
+    posaug_rho: float = 0.5
+    posaug_phrase: str = "a region of the lung"
+    # none | tpatchmix | cutmix | spc
+    mix: str = "tpatchmix"
+    # position | probability
+    tpatchmix_mode: str = "position"
+    tpatchmix_block: int = 16
+    # chance that a block inside the admissible region is drawn
+    tpatchmix_block_prob: float = 0.08
+    # none | itcl | clip
+    contrastive: str = "itcl"
+    itcl_tau: float = 0.07
+    lambda_itcl_sup: float = 0.02
+    lambda_itcl_unsup: float = 0.1
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    threshold: float = 0.5
+    split: str = "test"
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """How a run is executed, not what it computes: excluded from the config hash."""
+
+    # cpu | cuda:N | auto
+    device: str = "auto"
+    results_dir: str = "results"
+    amp: bool = True
+    channels_last: bool = True
+    compile: bool = False
+    log_every: int = 10
+    progress: bool = True
+    heartbeat_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str = "base"
+    data: DataConfig = field(default_factory=DataConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    ssl: SSLConfig = field(default_factory=SSLConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+
+# sections whose values do not change what a run computes
+UNHASHED_SECTIONS = ("runtime",)
+# keys that name the experiment rather than define it
+UNHASHED_KEYS = ("name",)
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "data.dataset": ("synthetic", "qata", "mosmed", "custom"),
+    "data.format": ("auto", "qata", "lvit", "mmiunet", "mosmed"),
+    "data.laterality": ("image", "patient"),
+    "ssl.mix": ("none", "tpatchmix", "cutmix", "spc"),
+    "ssl.tpatchmix_mode": ("position", "probability"),
+    "ssl.contrastive": ("none", "itcl", "clip"),
+    "eval.split": ("train", "valid", "test"),
+}
