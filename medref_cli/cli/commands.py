@@ -10,6 +10,7 @@ import typer
 GROUPS: dict[str, str] = {
     # "runs": "medref_cli.cli.runs",
     "config": "medref_cli.cli.config_cmd",
+    "data": "medref_cli.cli.data",
 }
 
 # name -> (module, function) of a single command
