@@ -8,14 +8,14 @@ import typer
 
 # name -> module exposing `app`, a Typer group of sub-commands
 GROUPS: dict[str, str] = {
-    # "runs": "medref_cli.cli.runs",
+    "runs": "medref_cli.cli.runs",
     "config": "medref_cli.cli.config_cmd",
     "data": "medref_cli.cli.data",
 }
 
 # name -> (module, function) of a single command
 COMMANDS: dict[str, tuple[str, str]] = {
-    # "split"
+    "split": ("medref_cli.cli.split", "split"),
 }
 
 

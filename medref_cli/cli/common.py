@@ -27,6 +27,14 @@ LedgerOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
+def console():  # noqa: ANN201
+    """A rich console; wide when writing to a pipe or file, so tables are not cut to 80 columns."""
+    from rich.console import Console
+
+    out = Console()
+    return out if out.is_terminal else Console(width=200)
+
+
 def build_config(config: Optional[Path], sets: Optional[list[str]], **overrides: Any):
     """Defaults <- --config <- typed command options <- --set; validated."""
     from medref_cli.config import load_config
@@ -53,3 +61,14 @@ def device_override(gpu: Optional[int], cpu: bool) -> Optional[str]:
             raise MedrefError(f"--gpu expects a device index >= 0, got {gpu}")
         return f"cuda:{gpu}"
     return "cpu" if cpu else None
+
+
+def data_overrides(dataset: Optional[str], data: Optional[Path]) -> dict[str, Any]:
+    """--dataset / --data -> config keys. A folder without a dataset name is a custom data set."""
+    overrides: dict[str, Any] = {}
+    if data is not None:
+        overrides["data.root"] = str(data)
+        overrides["data.dataset"] = dataset or "custom"
+    elif dataset is not None:
+        overrides["data.dataset"] = dataset
+    return overrides

@@ -8,6 +8,7 @@ from medref_cli.config.loader import (
     from_dict,
     hashed_dict,
     load_config,
+    schema_hash,
     to_dict,
     to_flat,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "from_dict",
     "hashed_dict",
     "load_config",
+    "schema_hash",
     "to_dict",
     "to_flat",
 ]

@@ -232,6 +232,12 @@ def config_hash(cfg: ExperimentConfig) -> str:
     return hashlib.sha256(canonical_json(hashed_dict(cfg)).encode("ascii")).hexdigest()
 
 
+def schema_hash() -> str:
+    """sha256 of the config's key set and types: changes when the config schema changes."""
+    keys = {key: typ.__name__ for key, typ in all_keys().items()}
+    return hashlib.sha256(canonical_json(keys).encode("ascii")).hexdigest()
+
+
 def from_dict(tree: dict[str, Any]) -> ExperimentConfig:
     """Rebuild a config from a recorded resolved config (e.g. from the ledger)."""
     return validate(_apply(ExperimentConfig(), _flatten(tree, "recorded config"), "recorded config"))

@@ -23,6 +23,9 @@ class DataConfig:
     image_size: int = 224
     # decode each split once into a uint8 tensor held in memory (or on the device)
     cache: bool = True
+    # size and seed of the built-in synthetic data set (dataset "synthetic")
+    synthetic_n: int = 400
+    synthetic_seed: int = 0
 
 
 @dataclass(frozen=True)

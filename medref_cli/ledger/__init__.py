@@ -1,1 +1,36 @@
+"""The reproducibility ledger: every run, its provenance, metrics and artifacts.
 
+Imports only the config package, the standard library and SQLAlchemy.
+"""
+
+from medref_cli.ledger.db import Ledger, migrate, open_ledger
+from medref_cli.ledger.queries import (
+    RunFilter,
+    diff_runs,
+    effective_status,
+    find_finished,
+    get_run,
+    list_runs,
+    run_detail,
+)
+from medref_cli.ledger.recorder import RunKilled, RunRecorder, record_run, sha256_file
+from medref_cli.ledger.schema import SCHEMA_VERSION, Run
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Ledger",
+    "Run",
+    "RunFilter",
+    "RunKilled",
+    "RunRecorder",
+    "diff_runs",
+    "effective_status",
+    "find_finished",
+    "get_run",
+    "list_runs",
+    "migrate",
+    "open_ledger",
+    "record_run",
+    "run_detail",
+    "sha256_file",
+]

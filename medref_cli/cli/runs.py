@@ -1,0 +1,176 @@
+"""`medref runs`: list, show and diff the runs in the ledger."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from medref_cli.cli.common import JsonOpt, LedgerOpt, console, ledger_url
+
+app = typer.Typer(help="List, show and compare recorded runs (`medref runs` alone lists them).")
+
+STATUS_STYLE = {"finished": "green", "running": "cyan", "failed": "red", "killed": "yellow", "lost": "magenta"}
+
+
+def _open(ledger: Optional[str]):
+    from medref_cli.ledger import open_ledger
+
+    return open_ledger(ledger_url(ledger), create=False)
+
+
+def _fmt(value) -> str:  # noqa: ANN001
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _print_list(rows: list[dict]) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} run(s)")
+    for col in ("id", "kind", "name", "status", "parent", "dataset", "backbone", "ratio", "seed", "started",
+                "metrics"):
+        table.add_column(col)
+    for r in rows:
+        metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(r["finals"].items())[:4])
+        status = f"[{STATUS_STYLE.get(r['status'], 'white')}]{r['status']}[/]"
+        table.add_row(*(_fmt(r[c]) for c in ("id", "kind", "name")), status,
+                      *(_fmt(r[c]) for c in ("parent", "dataset", "backbone", "ratio", "seed", "started")), metrics)
+    console().print(table)
+
+
+@app.callback(invoke_without_command=True)
+def runs(
+    ctx: typer.Context,
+    kind: Annotated[Optional[str], typer.Option(help="split | burnin | train | evaluate | ablate ...")] = None,
+    status: Annotated[Optional[str], typer.Option(help="running | finished | failed | killed | lost")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="Dataset name.")] = None,
+    backbone: Annotated[Optional[str], typer.Option(help="Backbone name.")] = None,
+    lost: Annotated[bool, typer.Option("--lost", help="Only lost runs (died without a word; resumable).")] = False,
+    limit: Annotated[Optional[int], typer.Option(help="Only the newest N.")] = None,
+    ledger: LedgerOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """List runs, oldest first, with their effective status (a stale heartbeat shows as lost)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    list_(kind, status, dataset, backbone, lost, limit, ledger, json_)
+
+
+@app.command("list")
+def list_(
+    kind: Annotated[Optional[str], typer.Option(help="split | burnin | train | evaluate | ablate ...")] = None,
+    status: Annotated[Optional[str], typer.Option(help="running | finished | failed | killed | lost")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="Dataset name.")] = None,
+    backbone: Annotated[Optional[str], typer.Option(help="Backbone name.")] = None,
+    lost: Annotated[bool, typer.Option("--lost", help="Only lost runs.")] = False,
+    limit: Annotated[Optional[int], typer.Option(help="Only the newest N.")] = None,
+    ledger: LedgerOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """List runs (same as `medref runs`)."""
+    import json
+
+    from medref_cli.errors import MedrefError
+    from medref_cli.ledger import RunFilter, list_runs
+    from medref_cli.ledger.schema import RUN_STATUSES
+
+    if lost:
+        if status not in (None, "lost"):
+            raise MedrefError("--lost and --status exclude each other")
+        status = "lost"
+    if status is not None and status not in RUN_STATUSES:
+        raise MedrefError(f"unknown status '{status}'; expected one of {', '.join(RUN_STATUSES)}")
+    led = _open(ledger)
+    try:
+        rows = list_runs(led, RunFilter(kind=kind, status=status, dataset=dataset, backbone=backbone, limit=limit))
+    finally:
+        led.dispose()
+    if json_:
+        typer.echo(json.dumps(rows, indent=1))
+    else:
+        _print_list(rows)
+
+
+@app.command("show")
+def show(
+    run_id: Annotated[int, typer.Argument(help="Run id.")],
+    history: Annotated[int, typer.Option(help="Also print the last N points of each metric.")] = 0,
+    ledger: LedgerOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Everything recorded about one run: provenance, config, metrics, artifacts."""
+    import json
+
+    from medref_cli.ledger import run_detail
+
+    led = _open(ledger)
+    try:
+        detail = run_detail(led, run_id, history_points=history)
+    finally:
+        led.dispose()
+    if json_:
+        typer.echo(json.dumps(detail, indent=1, default=str))
+        return
+    from rich.pretty import Pretty
+
+    out = console()
+    d = detail
+    out.print(f"[bold]run {d['id']}[/] {d['kind']} '{d['name']}' [{STATUS_STYLE.get(d['status'], 'white')}]"
+                  f"{d['status']}[/]  parent={_fmt(d['parent'])} children={d['children'] or '-'}")
+    out.print(f"started {d['started']}  ended {_fmt(d['ended'])}  heartbeat {d['heartbeat']}  pid {d['pid']}")
+    out.print(f"command: {d['command']}")
+    if d["error"]:
+        out.print(f"[red]error:[/] {d['error']}")
+    out.print(f"code: {d['code']['version']}  config_hash: {d['config_hash']}")
+    out.print(f"data: {d['data']['dataset']} {d['data']['root']} hash {_fmt(d['data']['hash'])} "
+                  f"({_fmt(d['data']['files'])} files)  split {_fmt(d['data']['split_hash'])}")
+    out.print(f"seeds: {d['seeds']}  host: {d['host'].get('hostname')} {d['host'].get('cpu')} "
+                  f"gpus={d['host'].get('gpus')}")
+    out.print("final metrics:", Pretty(d["finals"]))
+    out.print("metric history points:", Pretty(d["metric_points"]), f" per-image scores: {d['image_scores']}")
+    for a in d["artifacts"]:
+        out.print(f"artifact {a['role']}: {a['path']} ({a['bytes']} B, sha256 {a['sha256'][:16]}...)")
+    if history:
+        out.print("history:", Pretty(d["history"]))
+    out.print("packages:", Pretty(d["packages"]))
+
+
+@app.command("diff")
+def diff(
+    run_a: Annotated[int, typer.Argument(help="First run id.")],
+    run_b: Annotated[int, typer.Argument(help="Second run id.")],
+    ledger: LedgerOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Config differences, code version and data identity of two runs."""
+    import json
+
+    from medref_cli.ledger import diff_runs
+
+    led = _open(ledger)
+    try:
+        d = diff_runs(led, run_a, run_b)
+    finally:
+        led.dispose()
+    if json_:
+        typer.echo(json.dumps(d, indent=1, default=str))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"run {run_a} vs run {run_b}")
+    for col in ("what", f"run {run_a}", f"run {run_b}", "same"):
+        table.add_column(col)
+    for key, fact in d["facts"].items():
+        table.add_row(key, _fmt(fact["a"]), _fmt(fact["b"]), "yes" if fact["same"] else "[red]no[/]")
+    for key, (va, vb) in d["config"].items():
+        table.add_row(f"config {key}", _fmt(va), _fmt(vb), "[red]no[/]")
+    for key, (va, vb) in d["packages"].items():
+        table.add_row(f"package {key}", _fmt(va), _fmt(vb), "[red]no[/]")
+    out = console()
+    out.print(table)
+    if not d["config"]:
+        out.print("configs are identical")
