@@ -22,6 +22,16 @@ def qata_root() -> Path:
     return SHARED_QATA
 
 
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> Path:
+    """A small built-in synthetic data set (QaTa layout), generated once per test session."""
+    from medref_cli.data.synthetic import write_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("synthetic") / "synthetic"
+    write_synthetic_dataset(root, n=80, seed=0)
+    return root
+
+
 @pytest.fixture
 def cli(tmp_path, monkeypatch):
     """Run `medref ...` in-process inside a fresh working folder; returns (exit code, stdout, stderr)."""

@@ -46,7 +46,10 @@ def resolve_dataset(data: DataConfig, results_dir: str | Path, create: bool = Tr
                 raise MedrefError(f"synthetic data not generated yet at {root}; run `medref data synth`")
             from medref_cli.data.synthetic import write_synthetic_dataset
 
-            write_synthetic_dataset(root, n=data.synthetic_n, seed=data.synthetic_seed)
+            try:
+                write_synthetic_dataset(root, n=data.synthetic_n, seed=data.synthetic_seed)
+            except OSError as exc:
+                raise MedrefError(f"cannot write the synthetic data set to {root}: {exc.strerror}") from None
         return DatasetRef("synthetic", root)
     if data.dataset in DEFAULT_ROOTS:
         env, fallback = DEFAULT_ROOTS[data.dataset]

@@ -72,7 +72,7 @@ def make_split(cfg: ExperimentConfig, ledger_url: str, data: DataIdentity | None
     ledger = open_ledger(ledger_url)
     try:
         result = SplitResult(manifest, path, data, None, True)
-        with record_run(ledger, "split", cfg, seed=cfg.split.seed, seeds={"split": cfg.split.seed},
+        with record_run(ledger, "split", cfg, seed=cfg.split.seed, seeds={"split": cfg.split.seed}, backbone=None,
                         **result.ledger_facts()) as run:
             run.add_artifact(path, role="split_manifest")
             run.set_final({"n_train": len(manifest.labeled) + len(manifest.unlabeled),

@@ -182,7 +182,7 @@ def record_run(
     code = code_version()
     now = utcnow()
     seeds = seeds or {"split": cfg.split.seed, "train": cfg.train.seed}
-    row = Run(
+    columns: dict[str, Any] = dict(
         kind=kind,
         name=cfg.name,
         parent_id=parent_id,
@@ -195,7 +195,7 @@ def record_run(
         config=to_dict(cfg),
         config_hash=config_hash(cfg),
         config_schema=schema_hash(),
-        seed=facts.pop("seed", cfg.train.seed),
+        seed=cfg.train.seed,
         seeds=seeds,
         backbone=cfg.model.backbone,
         label_ratio=cfg.split.ratio,
@@ -206,8 +206,9 @@ def record_run(
         packages=package_versions(),
         host=host_info(),
         tags={},
-        **facts,
     )
+    columns.update(facts)  # the caller knows better (e.g. a split run has no backbone)
+    row = Run(**columns)
     ledger.write_with_retry(lambda s: s.add(row))
     run = RunRecorder(ledger, row.id, cfg.runtime.heartbeat_s)
     run.start_heartbeat()
