@@ -11,6 +11,7 @@ GROUPS: dict[str, str] = {
     "runs": "medref_cli.cli.runs",
     "config": "medref_cli.cli.config_cmd",
     "data": "medref_cli.cli.data",
+    "text": "medref_cli.cli.text",
 }
 
 # name -> (module, function) of a single command

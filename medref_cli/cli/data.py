@@ -9,7 +9,9 @@ import typer
 app = typer.Typer(help="Synthesise, check and benchmark data sets.", no_args_is_help=True)
 
 # name -> (module, function); each module holds one command
-DATA_COMMANDS: dict[str, tuple[str, str]] = {}
+DATA_COMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("medref_cli.cli.data_synth", "synth"),
+}
 
 for _name, (_module, _func) in DATA_COMMANDS.items():
     app.command(_name)(getattr(importlib.import_module(_module), _func))
