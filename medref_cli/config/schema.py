@@ -48,8 +48,10 @@ class ModelConfig:
     text_encoder: str = "microsoft/BiomedVLP-CXR-BERT-specialized"
     text_max_length: int = 24
     freeze_text: bool = True
-    # width of the ITCL projection heads
-    proj_dim: int = 256
+    # width of the ITCL projection heads (the reference's project_dim: 768)
+    proj_dim: int = 768
+    # MMI-UNet fusion attention ignores padding tokens (the reference attends to them: false)
+    text_padding_mask: bool = True
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,8 @@ class SSLConfig:
     tpatchmix_block: int = 16
     # chance that a block inside the admissible region is drawn
     tpatchmix_block_prob: float = 0.08
+    # lesion gate r >= delta over the whole drawn mask ("sample", paper eq. 7) or per block ("block")
+    tpatchmix_gate: str = "sample"
     # none | itcl | clip
     contrastive: str = "itcl"
     itcl_tau: float = 0.07
@@ -154,6 +158,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.laterality": ("image", "patient"),
     "ssl.mix": ("none", "tpatchmix", "cutmix", "spc"),
     "ssl.tpatchmix_mode": ("position", "probability"),
+    "ssl.tpatchmix_gate": ("sample", "block"),
     "ssl.contrastive": ("none", "itcl", "clip"),
     "eval.split": ("train", "valid", "test"),
 }

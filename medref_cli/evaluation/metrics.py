@@ -1,0 +1,145 @@
+"""Segmentation metrics at a probability threshold: Dice and IoU, global and per image.
+
+Conventions (the names in results say which is which):
+
+- **Binarisation.** A pixel is predicted foreground when its probability is strictly greater
+  than ``threshold`` (0.5), as torchmetrics does; pass ``from_logits=True`` to apply the
+  sigmoid first. Targets are 0/1 masks (any dtype; nonzero = foreground).
+- **Global** (``dice_global``, ``iou_global``): TP, FP and FN summed over every pixel of
+  every image of the split, then ``Dice = 2TP / (2TP + FP + FN)``, ``IoU = TP / (TP + FP + FN)``:
+  the reference implementation's torchmetrics micro ``Dice()`` and ``BinaryJaccardIndex()``.
+  When the whole split has no predicted and no true foreground the denominator is 0 and the
+  score is ``zero_division`` (0.0, the torchmetrics default).
+- **Per image** (``dice_per_image_*``, ``iou_per_image_*``): the same formulas for each image
+  alone, then mean and population standard deviation (ddof = 0) over images. An image with
+  an empty prediction and an empty target scores ``empty_score`` (1.0: a perfect answer).
+
+Counts stay on the device (int64) during accumulation; nothing syncs with the host until
+:meth:`SegmentationMeter.compute`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def binarize(scores: torch.Tensor, threshold: float = 0.5, from_logits: bool = False) -> torch.Tensor:
+    """Bool foreground map: ``sigmoid(scores) > threshold`` if ``from_logits`` else ``scores > threshold``."""
+    probs = torch.sigmoid(scores) if from_logits else scores
+    return probs > threshold
+
+
+def confusion_per_image(
+    predicted: torch.Tensor, targets: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(TP, FP, FN), each (B,) int64, of bool predictions against 0/1 targets, per image."""
+    predicted = predicted.bool().flatten(1)
+    truth = targets.bool().flatten(1)
+    tp = (predicted & truth).sum(dim=1)
+    fp = (predicted & ~truth).sum(dim=1)
+    fn = (~predicted & truth).sum(dim=1)
+    return tp, fp, fn
+
+
+def _ratio(numerator: torch.Tensor, denominator: torch.Tensor, if_zero: float) -> torch.Tensor:
+    numerator, denominator = numerator.double(), denominator.double()
+    safe = denominator.clamp(min=1.0)
+    return torch.where(denominator > 0, numerator / safe, torch.full_like(denominator, if_zero))
+
+
+def dice_from_counts(tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor, if_empty: float) -> torch.Tensor:
+    """2TP / (2TP + FP + FN), ``if_empty`` where the denominator is 0 (float64)."""
+    return _ratio(2 * tp, 2 * tp + fp + fn, if_empty)
+
+
+def iou_from_counts(tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor, if_empty: float) -> torch.Tensor:
+    """TP / (TP + FP + FN), ``if_empty`` where the denominator is 0 (float64)."""
+    return _ratio(tp, tp + fp + fn, if_empty)
+
+
+def dice_per_image(
+    probs: torch.Tensor,
+    targets: torch.Tensor,
+    threshold: float = 0.5,
+    empty_score: float = 1.0,
+    from_logits: bool = False,
+) -> torch.Tensor:
+    """(B,) float64 Dice of each image; empty prediction and empty target score ``empty_score``."""
+    counts = confusion_per_image(binarize(probs, threshold, from_logits), targets)
+    return dice_from_counts(*counts, if_empty=empty_score)
+
+
+def iou_per_image(
+    probs: torch.Tensor,
+    targets: torch.Tensor,
+    threshold: float = 0.5,
+    empty_score: float = 1.0,
+    from_logits: bool = False,
+) -> torch.Tensor:
+    """(B,) float64 IoU of each image; empty prediction and empty target score ``empty_score``."""
+    counts = confusion_per_image(binarize(probs, threshold, from_logits), targets)
+    return iou_from_counts(*counts, if_empty=empty_score)
+
+
+class SegmentationMeter:
+    """Accumulates a split's Dice and IoU, both global (micro) and per image.
+
+    ``update(probs, targets)`` takes a (B, 1, H, W) batch of probabilities (or logits with
+    ``from_logits=True``) and 0/1 targets; ``compute()`` returns a dict of Python floats:
+    ``dice_global, iou_global, dice_per_image_mean, dice_per_image_std, iou_per_image_mean,
+    iou_per_image_std`` and ``n_images``. ``per_image()`` gives the per-image values (CPU).
+    """
+
+    def __init__(
+        self,
+        threshold: float = 0.5,
+        from_logits: bool = False,
+        empty_score: float = 1.0,
+        zero_division: float = 0.0,
+    ) -> None:
+        self.threshold = threshold
+        self.from_logits = from_logits
+        self.empty_score = empty_score
+        self.zero_division = zero_division
+        self.reset()
+
+    def reset(self) -> None:
+        self._totals: torch.Tensor | None = None  # (3,) int64: TP, FP, FN over the split
+        self._per_image: list[torch.Tensor] = []  # (B, 3) int64 per batch
+
+    @torch.no_grad()
+    def update(self, probs: torch.Tensor, targets: torch.Tensor) -> None:
+        if probs.shape != targets.shape:
+            raise ValueError(f"probs {tuple(probs.shape)} and targets {tuple(targets.shape)} differ in shape")
+        counts = torch.stack(
+            confusion_per_image(binarize(probs, self.threshold, self.from_logits), targets), 1
+        )
+        self._per_image.append(counts)
+        batch_totals = counts.sum(dim=0)
+        self._totals = batch_totals if self._totals is None else self._totals + batch_totals
+
+    def _all_counts(self) -> torch.Tensor:
+        if not self._per_image:
+            raise ValueError("SegmentationMeter.compute() called before any update()")
+        return torch.cat(self._per_image)
+
+    def per_image(self) -> dict[str, torch.Tensor]:
+        """``{"dice": (N,), "iou": (N,)}`` float64 CPU tensors, in the order of the updates."""
+        tp, fp, fn = self._all_counts().cpu().unbind(dim=1)
+        return {
+            "dice": dice_from_counts(tp, fp, fn, self.empty_score),
+            "iou": iou_from_counts(tp, fp, fn, self.empty_score),
+        }
+
+    def compute(self) -> dict[str, float]:
+        values = self.per_image()
+        tp, fp, fn = self._totals.cpu().unbind(0)
+        return {
+            "dice_global": float(dice_from_counts(tp, fp, fn, self.zero_division)),
+            "iou_global": float(iou_from_counts(tp, fp, fn, self.zero_division)),
+            "dice_per_image_mean": float(values["dice"].mean()),
+            "dice_per_image_std": float(values["dice"].std(correction=0)),
+            "iou_per_image_mean": float(values["iou"].mean()),
+            "iou_per_image_std": float(values["iou"].std(correction=0)),
+            "n_images": int(values["dice"].numel()),
+        }
