@@ -17,6 +17,8 @@ GROUPS: dict[str, str] = {
 # name -> (module, function) of a single command
 COMMANDS: dict[str, tuple[str, str]] = {
     "split": ("medref_cli.cli.split", "split"),
+    "burnin": ("medref_cli.cli.burnin", "burnin"),
+    "evaluate": ("medref_cli.cli.evaluate", "evaluate"),
 }
 
 

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
 ConfigOpt = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--config", "-c", help="Experiment YAML file (may `extends:` another).", show_default=False),
 ]
 SetOpt = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option("--set", help="Typed override KEY=VALUE, e.g. train.lr=1e-3 (repeatable).", show_default=False),
 ]
 LedgerOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(
         "--ledger",
         help="SQLAlchemy URL of the ledger (default: sqlite:///<results>/ledger.db; env MEDREF_LEDGER).",
@@ -27,7 +27,7 @@ LedgerOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
-def console():  # noqa: ANN201
+def console():
     """A rich console; wide when writing to a pipe or file, so tables are not cut to 80 columns."""
     from rich.console import Console
 
@@ -35,14 +35,14 @@ def console():  # noqa: ANN201
     return out if out.is_terminal else Console(width=200)
 
 
-def build_config(config: Optional[Path], sets: Optional[list[str]], **overrides: Any):
+def build_config(config: Path | None, sets: list[str] | None, **overrides: Any):
     """Defaults <- --config <- typed command options <- --set; validated."""
     from medref_cli.config import load_config
 
     return load_config(config, overrides={k: v for k, v in overrides.items() if v is not None}, sets=sets or ())
 
 
-def ledger_url(explicit: Optional[str], results_dir: str | Path = "results") -> str:
+def ledger_url(explicit: str | None, results_dir: str | Path = "results") -> str:
     """--ledger, else MEDREF_LEDGER, else SQLite inside the results folder."""
     url = explicit or os.environ.get("MEDREF_LEDGER")
     if url:
@@ -50,7 +50,7 @@ def ledger_url(explicit: Optional[str], results_dir: str | Path = "results") -> 
     return f"sqlite:///{Path(results_dir) / 'ledger.db'}"
 
 
-def device_override(gpu: Optional[int], cpu: bool) -> Optional[str]:
+def device_override(gpu: int | None, cpu: bool) -> str | None:
     """--gpu N / --cpu -> runtime.device (None keeps the config's)."""
     from medref_cli.errors import MedrefError
 
@@ -63,7 +63,7 @@ def device_override(gpu: Optional[int], cpu: bool) -> Optional[str]:
     return "cpu" if cpu else None
 
 
-def data_overrides(dataset: Optional[str], data: Optional[Path]) -> dict[str, Any]:
+def data_overrides(dataset: str | None, data: Path | None) -> dict[str, Any]:
     """--dataset / --data -> config keys. A folder without a dataset name is a custom data set."""
     overrides: dict[str, Any] = {}
     if data is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -13,13 +13,13 @@ app = typer.Typer(help="List, show and compare recorded runs (`medref runs` alon
 STATUS_STYLE = {"finished": "green", "running": "cyan", "failed": "red", "killed": "yellow", "lost": "magenta"}
 
 
-def _open(ledger: Optional[str]):
+def _open(ledger: str | None):
     from medref_cli.ledger import open_ledger
 
     return open_ledger(ledger_url(ledger), create=False)
 
 
-def _fmt(value) -> str:  # noqa: ANN001
+def _fmt(value) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -45,12 +45,12 @@ def _print_list(rows: list[dict]) -> None:
 @app.callback(invoke_without_command=True)
 def runs(
     ctx: typer.Context,
-    kind: Annotated[Optional[str], typer.Option(help="split | burnin | train | evaluate | ablate ...")] = None,
-    status: Annotated[Optional[str], typer.Option(help="running | finished | failed | killed | lost")] = None,
-    dataset: Annotated[Optional[str], typer.Option(help="Dataset name.")] = None,
-    backbone: Annotated[Optional[str], typer.Option(help="Backbone name.")] = None,
+    kind: Annotated[str | None, typer.Option(help="split | burnin | train | evaluate | ablate ...")] = None,
+    status: Annotated[str | None, typer.Option(help="running | finished | failed | killed | lost")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Dataset name.")] = None,
+    backbone: Annotated[str | None, typer.Option(help="Backbone name.")] = None,
     lost: Annotated[bool, typer.Option("--lost", help="Only lost runs (died without a word; resumable).")] = False,
-    limit: Annotated[Optional[int], typer.Option(help="Only the newest N.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the newest N.")] = None,
     ledger: LedgerOpt = None,
     json_: JsonOpt = False,
 ) -> None:
@@ -62,12 +62,12 @@ def runs(
 
 @app.command("list")
 def list_(
-    kind: Annotated[Optional[str], typer.Option(help="split | burnin | train | evaluate | ablate ...")] = None,
-    status: Annotated[Optional[str], typer.Option(help="running | finished | failed | killed | lost")] = None,
-    dataset: Annotated[Optional[str], typer.Option(help="Dataset name.")] = None,
-    backbone: Annotated[Optional[str], typer.Option(help="Backbone name.")] = None,
+    kind: Annotated[str | None, typer.Option(help="split | burnin | train | evaluate | ablate ...")] = None,
+    status: Annotated[str | None, typer.Option(help="running | finished | failed | killed | lost")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Dataset name.")] = None,
+    backbone: Annotated[str | None, typer.Option(help="Backbone name.")] = None,
     lost: Annotated[bool, typer.Option("--lost", help="Only lost runs.")] = False,
-    limit: Annotated[Optional[int], typer.Option(help="Only the newest N.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the newest N.")] = None,
     ledger: LedgerOpt = None,
     json_: JsonOpt = False,
 ) -> None:

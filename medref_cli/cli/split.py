@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from medref_cli.cli.common import ConfigOpt, JsonOpt, LedgerOpt, SetOpt, build_config, data_overrides, ledger_url
+from medref_cli.cli.common import (
+    ConfigOpt,
+    JsonOpt,
+    LedgerOpt,
+    SetOpt,
+    build_config,
+    data_overrides,
+    ledger_url,
+)
 
 
 def split(
-    ratio: Annotated[Optional[float], typer.Option(help="Share of train that keeps labels, in (0, 1].")] = None,
-    dataset: Annotated[Optional[str], typer.Option(help="synthetic | qata | mosmed | custom.")] = None,
-    data: Annotated[Optional[Path], typer.Option(help="Data folder (any supported layout).")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Split seed (default 42).")] = None,
+    ratio: Annotated[float | None, typer.Option(help="Share of train that keeps labels, in (0, 1].")] = None,
+    dataset: Annotated[str | None, typer.Option(help="synthetic | qata | mosmed | custom.")] = None,
+    data: Annotated[Path | None, typer.Option(help="Data folder (any supported layout).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Split seed (default 42).")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     ledger: LedgerOpt = None,

@@ -42,7 +42,7 @@ def _sqlite_path(url: str) -> Path | None:
 
 def _install_sqlite_hooks(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, _record) -> None:  # noqa: ANN001
+    def _on_connect(dbapi_conn, _record) -> None:
         # let SQLAlchemy, not the driver, decide when transactions begin
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()

@@ -7,7 +7,7 @@ the status `lost`: its process died without a word. Readers never rewrite the ro
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -23,13 +23,13 @@ def _aware(ts: datetime | None) -> datetime | None:
     """SQLite returns naive datetimes; the ledger always writes UTC."""
     if ts is None or ts.tzinfo is not None:
         return ts
-    return ts.replace(tzinfo=timezone.utc)
+    return ts.replace(tzinfo=UTC)
 
 
 def effective_status(run: Run, now: datetime | None = None) -> str:
     if run.status != "running":
         return run.status
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     stale_after = timedelta(seconds=LOST_AFTER * max(run.heartbeat_interval_s, 0.01))
     return "lost" if now - _aware(run.heartbeat_at) > stale_after else "running"
 

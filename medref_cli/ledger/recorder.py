@@ -20,7 +20,7 @@ import sys
 import threading
 import traceback
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ class RunKilled(KeyboardInterrupt):
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -79,7 +79,7 @@ class RunRecorder:
     def set_final(self, values: dict[str, float]) -> None:
         """Record (or replace) final metrics."""
 
-        def _write(session) -> None:  # noqa: ANN001
+        def _write(session) -> None:
             for name, value in values.items():
                 existing = session.query(FinalMetric).filter_by(run_id=self.id, name=name).one_or_none()
                 if existing is None:
@@ -158,7 +158,7 @@ def _kill_signals_raise() -> Iterator[None]:
         yield
         return
 
-    def _handler(signum, _frame):  # noqa: ANN001
+    def _handler(signum, _frame):
         raise RunKilled(signum)
 
     previous = signal.signal(signal.SIGTERM, _handler)
@@ -182,31 +182,31 @@ def record_run(
     code = code_version()
     now = utcnow()
     seeds = seeds or {"split": cfg.split.seed, "train": cfg.train.seed}
-    columns: dict[str, Any] = dict(
-        kind=kind,
-        name=cfg.name,
-        parent_id=parent_id,
-        status="running",
-        started_at=now,
-        heartbeat_at=now,
-        heartbeat_interval_s=cfg.runtime.heartbeat_s,
-        pid=os.getpid(),
-        command=_command_line(),
-        config=to_dict(cfg),
-        config_hash=config_hash(cfg),
-        config_schema=schema_hash(),
-        seed=cfg.train.seed,
-        seeds=seeds,
-        backbone=cfg.model.backbone,
-        label_ratio=cfg.split.ratio,
-        git_commit=code.commit,
-        git_dirty=code.dirty,
-        git_diff_hash=code.diff_hash,
-        code_version=code.label,
-        packages=package_versions(),
-        host=host_info(),
-        tags={},
-    )
+    columns: dict[str, Any] = {
+        "kind": kind,
+        "name": cfg.name,
+        "parent_id": parent_id,
+        "status": "running",
+        "started_at": now,
+        "heartbeat_at": now,
+        "heartbeat_interval_s": cfg.runtime.heartbeat_s,
+        "pid": os.getpid(),
+        "command": _command_line(),
+        "config": to_dict(cfg),
+        "config_hash": config_hash(cfg),
+        "config_schema": schema_hash(),
+        "seed": cfg.train.seed,
+        "seeds": seeds,
+        "backbone": cfg.model.backbone,
+        "label_ratio": cfg.split.ratio,
+        "git_commit": code.commit,
+        "git_dirty": code.dirty,
+        "git_diff_hash": code.diff_hash,
+        "code_version": code.label,
+        "packages": package_versions(),
+        "host": host_info(),
+        "tags": {},
+    }
     columns.update(facts)  # the caller knows better (e.g. a split run has no backbone)
     row = Run(**columns)
     ledger.write_with_retry(lambda s: s.add(row))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 from pathlib import Path
@@ -31,7 +32,7 @@ def test_labeled_count_rejects_bad_ratios(ratio):
 def test_splits_are_nested_for_one_seed(seed):
     ids = [f"img{i:04d}" for i in range(1000)]
     labeled = [set(split_ids(ids, r, seed)[0]) for r in RATIOS]
-    for small, large in zip(labeled, labeled[1:]):
+    for small, large in itertools.pairwise(labeled):
         assert small < large
     assert labeled[-1] == set(ids)
     lab, unlab = split_ids(ids, 0.05, seed)
@@ -115,7 +116,7 @@ def test_bad_input_is_one_line_and_leaves_no_trace(cli, tmp_path, monkeypatch, s
     before = _snapshot(tmp_path / "results")
     if "--data" not in args and "--dataset" not in args:
         args = [*args, "--dataset", "synthetic", "--data", str(synthetic_root)]
-    code, out, err = cli("split", *args)
+    code, _out, err = cli("split", *args)
     assert code != 0
     assert message in err, err
     assert err.count("\n") == 1 and "Traceback" not in err

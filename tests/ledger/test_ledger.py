@@ -12,9 +12,17 @@ from sqlalchemy import func, select, text
 
 from medref_cli.config import load_config
 from medref_cli.errors import MedrefError
-from medref_cli.ledger import RunFilter, diff_runs, find_finished, list_runs, open_ledger, record_run, run_detail
+from medref_cli.ledger import (
+    RunFilter,
+    diff_runs,
+    find_finished,
+    list_runs,
+    open_ledger,
+    record_run,
+    run_detail,
+)
 from medref_cli.ledger.db import migrate, schema_version
-from medref_cli.ledger.schema import SCHEMA_VERSION, MetricPoint, Run
+from medref_cli.ledger.schema import SCHEMA_VERSION, MetricPoint
 
 WORKER = Path(__file__).with_name("ledger_worker.py")
 PROJECT = Path(__file__).resolve().parents[2]
@@ -72,9 +80,8 @@ def test_a_finished_run_records_its_provenance(ledger, tmp_path):
 
 
 def test_a_run_that_raises_is_failed_with_its_error(ledger):
-    with pytest.raises(ZeroDivisionError):
-        with record_run(ledger, "train", load_config()) as run:
-            1 / 0  # noqa: B018
+    with pytest.raises(ZeroDivisionError), record_run(ledger, "train", load_config()) as run:
+        1 / 0  # noqa: B018
     d = run_detail(ledger, run.id)
     assert d["status"] == "failed"
     assert d["error"].startswith("ZeroDivisionError")
@@ -82,9 +89,8 @@ def test_a_run_that_raises_is_failed_with_its_error(ledger):
 
 
 def test_keyboard_interrupt_marks_the_run_killed(ledger):
-    with pytest.raises(KeyboardInterrupt):
-        with record_run(ledger, "train", load_config()) as run:
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), record_run(ledger, "train", load_config()) as run:
+        raise KeyboardInterrupt
     assert run_detail(ledger, run.id)["status"] == "killed"
 
 

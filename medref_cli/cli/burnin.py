@@ -1,0 +1,74 @@
+"""`medref burnin`: the supervised phase (and, at --ratio 1.0, the fully supervised baseline)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from medref_cli.cli.common import (
+    ConfigOpt,
+    JsonOpt,
+    LedgerOpt,
+    SetOpt,
+    build_config,
+    data_overrides,
+    device_override,
+    ledger_url,
+)
+
+BackboneOpt = Annotated[str | None, typer.Option(help="Registered model name (see `medref models`).")]
+RatioOpt = Annotated[float | None, typer.Option(help="Share of train that keeps labels, in (0, 1].")]
+DatasetOpt = Annotated[str | None, typer.Option(help="synthetic | qata | mosmed | custom.")]
+DataOpt = Annotated[Path | None, typer.Option(help="Data folder (any supported layout).")]
+GpuOpt = Annotated[int | None, typer.Option(help="Run on cuda:N.")]
+CpuOpt = Annotated[bool, typer.Option("--cpu", help="Run on the CPU.")]
+SeedOpt = Annotated[int | None, typer.Option(help="Training seed.")]
+
+
+def burnin(
+    backbone: BackboneOpt = None,
+    ratio: RatioOpt = None,
+    dataset: DatasetOpt = None,
+    data: DataOpt = None,
+    gpu: GpuOpt = None,
+    cpu: CpuOpt = False,
+    epochs: Annotated[int | None, typer.Option(help="Burn-in epochs (train.burnin_epochs).")] = None,
+    seed: SeedOpt = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    ledger: LedgerOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Train the student on the labeled split only; record checkpoint and test metrics."""
+    import json
+
+    from medref_cli.training.burnin_run import run_burnin
+
+    cfg = build_config(
+        config,
+        set_,
+        **{
+            "model.backbone": backbone,
+            "split.ratio": ratio,
+            "train.burnin_epochs": epochs,
+            "train.seed": seed,
+            "runtime.device": device_override(gpu, cpu),
+            **data_overrides(dataset, data),
+        },
+    )
+    outcome = run_burnin(cfg, ledger_url(ledger, cfg.runtime.results_dir))
+    summary = {"run_id": outcome.run_id, "checkpoint": str(outcome.checkpoint), "best_epoch": outcome.fit.best_epoch,
+               "val_dice_best": outcome.fit.best_val_dice, **outcome.test.prefixed("test")}
+    if json_:
+        typer.echo(json.dumps(summary))
+    else:
+        m = outcome.test.metrics
+        typer.echo(
+            f"burn-in run {outcome.run_id}: best epoch {outcome.fit.best_epoch} (val Dice {outcome.fit.best_val_dice:.4f})"
+            f"\ntest Dice global {m['dice_global']:.4f}  IoU global {m['iou_global']:.4f}  "
+            f"Dice per image {m['dice_per_image_mean']:.4f} ± {m['dice_per_image_std']:.4f}  "
+            f"IoU per image {m['iou_per_image_mean']:.4f} ± {m['iou_per_image_std']:.4f}  (n={m['n_images']})"
+            f"\ncheckpoint {outcome.checkpoint}"
+        )

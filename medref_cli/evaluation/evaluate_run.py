@@ -1,0 +1,112 @@
+"""`medref evaluate`: re-evaluate a recorded model (or a checkpoint file) on a split, recorded.
+
+The model comes from a run's recorded checkpoint (verified against its sha256) or from a file;
+its own recorded config rebuilds the network and the text encoder. `--data` evaluates it on
+another data folder (any supported layout), e.g. a model trained elsewhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from medref_cli.config import ExperimentConfig, from_dict
+from medref_cli.errors import MedrefError
+from medref_cli.evaluation.evaluate import EvalResult, evaluate_split
+from medref_cli.ledger import Ledger, open_ledger, record_run
+from medref_cli.training.checkpoint import load_checkpoint
+
+
+@dataclass
+class LoadedModel:
+    cfg: ExperimentConfig
+    model: nn.Module
+    source_run: int | None
+    checkpoint: Path
+
+
+def checkpoint_of_run(ledger: Ledger, run_id: int) -> tuple[Path, str]:
+    """The checkpoint artifact a run recorded (the last one) and its sha256."""
+    from medref_cli.ledger import run_detail
+
+    detail = run_detail(ledger, run_id)
+    checkpoints = [a for a in detail["artifacts"] if a["role"] == "checkpoint"]
+    if not checkpoints:
+        raise MedrefError(f"run {run_id} ({detail['kind']}, {detail['status']}) recorded no checkpoint")
+    return Path(checkpoints[-1]["path"]), checkpoints[-1]["sha256"]
+
+
+def load_model(path: Path, sha256: str | None, device: torch.device, source_run: int | None) -> LoadedModel:
+    from medref_cli.models.registry import create_model
+
+    state = load_checkpoint(path, sha256, map_location="cpu")
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise MedrefError(f"{path} is not a medref checkpoint (no model state and config in it)")
+    cfg = from_dict(state["config"])
+    model = create_model(cfg.model, int(state["text_dim"]))
+    model.load_state_dict(state["model"])
+    return LoadedModel(cfg, model.to(device).eval(), source_run, path)
+
+
+def with_data(cfg: ExperimentConfig, data_root: Path | None, dataset: str | None, results_dir: str,
+              device: str) -> ExperimentConfig:
+    """The recorded config, pointed at another data folder and this machine's runtime."""
+    data = cfg.data
+    if data_root is not None:
+        data = dataclasses.replace(data, root=str(data_root), dataset=dataset or "custom", format="auto")
+    elif dataset is not None:
+        data = dataclasses.replace(data, dataset=dataset, root="")
+    runtime = dataclasses.replace(cfg.runtime, results_dir=results_dir, device=device)
+    return dataclasses.replace(cfg, data=data, runtime=runtime)
+
+
+def evaluate_recorded(
+    ledger_url: str,
+    run_id: int | None,
+    checkpoint: Path | None,
+    split: str,
+    data_root: Path | None,
+    dataset: str | None,
+    results_dir: str,
+    device_spec: str,
+    batch_size: int | None = None,
+) -> tuple[int, EvalResult]:
+    """Evaluate and record an `evaluate` run (child of the source run). Returns (run id, result)."""
+    from medref_cli.data.cache import load_split
+    from medref_cli.data.split_run import identify_data
+    from medref_cli.training.device import resolve_device
+    from medref_cli.training.setup import build_text, read_records, tensor_cache_dir
+
+    if (run_id is None) == (checkpoint is None):
+        raise MedrefError("give either a RUN_ID or --checkpoint PATH")
+    device = resolve_device(device_spec)
+    ledger = open_ledger(ledger_url, create=run_id is None)
+    try:
+        path, sha = checkpoint_of_run(ledger, run_id) if run_id is not None else (checkpoint, None)
+        loaded = load_model(Path(path), sha, device, run_id)
+        cfg = with_data(loaded.cfg, data_root, dataset, results_dir, device_spec)
+        if split not in ("train", "valid", "test"):
+            raise MedrefError(f"--split must be train, valid or test, got '{split}'")
+        encoder, cache = build_text(cfg, device)
+        if encoder.dim != loaded.model.text_dim:
+            raise MedrefError(f"text encoder {cfg.model.text_encoder} is {encoder.dim} wide, the model expects "
+                              f"{loaded.model.text_dim}")
+        data = identify_data(cfg)
+        records = read_records(cfg, data.ref.root).get(split) or []
+        if not records:
+            raise MedrefError(f"no {split} samples in {data.ref.root}")
+        tensors = load_split(records, cfg.data.image_size, cache_dir=tensor_cache_dir(cfg)).to(device)
+        batch = batch_size or cfg.train.batch_size
+        with record_run(ledger, "evaluate", cfg, parent_id=run_id, **data.ledger_facts(),
+                        tags={"split": split, "checkpoint": str(Path(path).resolve())}) as run:
+            result = evaluate_split(loaded.model, tensors, cache, cfg.eval.threshold, batch, cfg.runtime.amp,
+                                    channels_last=False)
+            run.add_image_scores(split, result.ids, result.dice, result.iou)
+            run.set_final(result.prefixed(split))
+        return run.id, result
+    finally:
+        ledger.dispose()

@@ -1,0 +1,79 @@
+"""`medref burnin`: supervised training on the labeled split, recorded in the ledger.
+
+With ratio 1.0 this is the fully supervised baseline of Table 1. The best checkpoint (by
+validation Dice) is saved atomically with its sha256, and the test split is evaluated with it:
+global and per-image Dice/IoU as final metrics, per-image scores for paired tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from medref_cli.config import ExperimentConfig, to_dict
+from medref_cli.evaluation.evaluate import EvalResult, evaluate_split
+from medref_cli.ledger import RunRecorder, open_ledger, record_run
+from medref_cli.training.checkpoint import save_checkpoint
+from medref_cli.training.progress import Progress
+from medref_cli.training.setup import RunInputs, build_model, prepare
+from medref_cli.training.supervised import FitResult, fit_supervised
+
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass
+class TrainOutcome:
+    run_id: int
+    checkpoint: Path
+    fit: FitResult
+    test: EvalResult
+
+
+def run_dir(cfg: ExperimentConfig, run_id: int) -> Path:
+    return Path(cfg.runtime.results_dir) / "runs" / str(run_id)
+
+
+def checkpoint_state(kind: str, cfg: ExperimentConfig, model: nn.Module, text_dim: int, fit: FitResult,
+                     extra: dict | None = None) -> dict:
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "kind": kind,
+        "config": to_dict(cfg),
+        "text_dim": text_dim,
+        "model": model.state_dict(),
+        "best_epoch": fit.best_epoch,
+        "best_val_dice": fit.best_val_dice,
+        **(extra or {}),
+    }
+
+
+def finish_run(run: RunRecorder, inputs: RunInputs, model: nn.Module, fit: FitResult, kind: str,
+               extra_state: dict | None = None) -> TrainOutcome:
+    """Save the best checkpoint, evaluate the test split with it, record everything."""
+    cfg = inputs.cfg
+    path = run_dir(cfg, run.id) / "best.pt"
+    digest = save_checkpoint(path, checkpoint_state(kind, cfg, model, inputs.encoder.dim, fit, extra_state))
+    run.add_artifact(path, role="checkpoint", sha256=digest)
+    test = evaluate_split(model, inputs.tensors.test, inputs.text_cache, cfg.eval.threshold, cfg.train.batch_size,
+                          cfg.runtime.amp, cfg.runtime.channels_last)
+    run.add_image_scores("test", test.ids, test.dice, test.iou)
+    finals = test.prefixed("test")
+    finals.update({"val_dice_best": fit.best_val_dice, "best_epoch": fit.best_epoch, "epochs_run": fit.epochs_run,
+                   "steps": fit.steps})
+    run.set_final(finals)
+    return TrainOutcome(run.id, path, fit, test)
+
+
+def run_burnin(cfg: ExperimentConfig, ledger_url: str, parent_id: int | None = None) -> TrainOutcome:
+    inputs = prepare(cfg, ledger_url)
+    model = build_model(cfg, inputs.encoder.dim, inputs.device)
+    ledger = open_ledger(ledger_url)
+    try:
+        with record_run(ledger, "burnin", cfg, parent_id=parent_id, **inputs.split.ledger_facts()) as run:
+            fit = fit_supervised(model, inputs.tensors.labeled, inputs.tensors.valid, inputs.text_cache, cfg,
+                                 cfg.train.burnin_epochs, run.log_metrics, Progress(cfg.runtime.progress))
+            return finish_run(run, inputs, model, fit, "burnin")
+    finally:
+        ledger.dispose()

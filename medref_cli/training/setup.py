@@ -1,0 +1,120 @@
+"""Everything a training or evaluation run needs, built before the ledger is touched.
+
+Errors a user can cause (data folder, split, unknown backbone, missing weights, missing GPU)
+surface here, as one line, before any run row exists.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from medref_cli.config import ExperimentConfig
+from medref_cli.data.cache import SplitTensors, load_split
+from medref_cli.data.records import SampleRecord
+from medref_cli.data.split_run import DataIdentity, SplitResult, ensure_split, identify_data
+from medref_cli.errors import MedrefError
+from medref_cli.models.encoders import TextEncoder
+from medref_cli.models.text_cache import TextFeatureCache
+from medref_cli.training.device import resolve_device
+
+
+@dataclass
+class RunData:
+    labeled: SplitTensors
+    unlabeled: SplitTensors | None
+    valid: SplitTensors
+    test: SplitTensors
+
+
+@dataclass
+class RunInputs:
+    cfg: ExperimentConfig
+    device: torch.device
+    data: DataIdentity
+    split: SplitResult
+    tensors: RunData
+    encoder: TextEncoder
+    text_cache: TextFeatureCache
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def tensor_cache_dir(cfg: ExperimentConfig) -> Path | None:
+    return Path(cfg.runtime.results_dir) / "cache" / "tensors" if cfg.data.cache else None
+
+
+def read_records(cfg: ExperimentConfig, root: Path) -> dict[str, list[SampleRecord]]:
+    from medref_cli.data.readers import read_dataset
+
+    return read_dataset(root, cfg.data.format)
+
+
+def load_tensors(cfg: ExperimentConfig, records: list[SampleRecord], device: torch.device) -> SplitTensors:
+    return load_split(records, cfg.data.image_size, cache_dir=tensor_cache_dir(cfg)).to(device)
+
+
+def split_records(cfg: ExperimentConfig, data: DataIdentity, split: SplitResult, need_unlabeled: bool,
+                  device: torch.device) -> RunData:
+    records = read_records(cfg, data.ref.root)
+    by_id = {r.id: r for r in records.get("train", [])}
+    missing = [i for i in split.manifest.labeled + split.manifest.unlabeled if i not in by_id]
+    if missing:
+        raise MedrefError(f"split manifest {split.path} names {len(missing)} ids not in the data (e.g. {missing[0]})")
+    for name in ("valid", "test"):
+        if not records.get(name):
+            raise MedrefError(f"the data set at {data.ref.root} has no {name} split; run `medref data check`")
+    labeled = load_tensors(cfg, [by_id[i] for i in split.manifest.labeled], device)
+    unlabeled = None
+    if need_unlabeled:
+        if not split.manifest.unlabeled:
+            raise MedrefError(f"ratio {cfg.split.ratio:g} leaves no unlabeled data for the semi-supervised phase")
+        unlabeled = load_tensors(cfg, [by_id[i] for i in split.manifest.unlabeled], device)
+    return RunData(labeled, unlabeled, load_tensors(cfg, records["valid"], device),
+                   load_tensors(cfg, records["test"], device))
+
+
+def build_text(cfg: ExperimentConfig, device: torch.device) -> tuple[TextEncoder, TextFeatureCache]:
+    from medref_cli.models.registry import build_text_encoder
+
+    encoder = build_text_encoder(cfg.model).to(device)
+    return encoder, TextFeatureCache(encoder, device)
+
+
+def build_model(cfg: ExperimentConfig, text_dim: int, device: torch.device) -> nn.Module:
+    from medref_cli.models.registry import create_model
+
+    torch.manual_seed(cfg.train.seed)
+    model = create_model(cfg.model, text_dim).to(device)
+    if cfg.runtime.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def check_backbone(cfg: ExperimentConfig) -> None:
+    from medref_cli.models.registry import list_models
+
+    known = list_models()
+    if cfg.model.backbone not in known:
+        raise MedrefError(f"unknown backbone '{cfg.model.backbone}'; known: {', '.join(known)} (see `medref models`)")
+
+
+def prepare(cfg: ExperimentConfig, ledger_url: str, need_unlabeled: bool = False) -> RunInputs:
+    """Device, backbone name, text encoder, data and split, in the order that fails cheapest first."""
+    device = resolve_device(cfg.runtime.device)
+    check_backbone(cfg)
+    seed_everything(cfg.train.seed)
+    encoder, cache = build_text(cfg, device)
+    data = identify_data(cfg)
+    split = ensure_split(cfg, ledger_url, data)
+    tensors = split_records(cfg, data, split, need_unlabeled, device)
+    return RunInputs(cfg, device, data, split, tensors, encoder, cache)
