@@ -11,6 +11,8 @@ app = typer.Typer(help="Synthesise, check and benchmark data sets.", no_args_is_
 # name -> (module, function); each module holds one command
 DATA_COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("medref_cli.cli.data_synth", "synth"),
+    "check": ("medref_cli.cli.data_check", "check"),
+    "bench": ("medref_cli.cli.data_bench", "bench"),
 }
 
 for _name, (_module, _func) in DATA_COMMANDS.items():

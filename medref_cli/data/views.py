@@ -1,0 +1,162 @@
+"""Batched image views on (B, C, H, W) tensors, on any device, seeded by a `torch.Generator`.
+
+Pipeline of a training step on cached uint8 tensors:
+    unit = to_unit(images)                       # float32 in [0, 1]
+    weak = weak_view(unit, masks, generator)     # random zoom, image and mask alike (teacher input)
+    strong = strong_view(weak.images, generator) # brightness/contrast jitter + Gaussian blur (student)
+    x = normalise(strong)                        # per-image zero mean, unit std (model input)
+
+Normalisation: each image is divided by 255, then standardised over its own pixels,
+(x - mean) / std with the population std (a std of 0 counts as 1). This is what the public
+MMI-UNet code feeds its model (MONAI `NormalizeIntensityd(channel_wise=True)`).
+
+All random numbers come from the generator passed in and are drawn on the generator's device,
+then moved to the images' device: the same seed gives the same views on CPU and GPU.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+# reference RandomZoom range (min_zoom 0.95, max_zoom 1.2)
+ZOOM_RANGE = (0.95, 1.2)
+
+
+@dataclass(frozen=True)
+class StrongViewSettings:
+    brightness: float = 0.5  # factor drawn from [1 - b, 1 + b]
+    contrast: float = 0.5  # factor drawn from [1 - c, 1 + c]
+    jitter_prob: float = 0.8  # chance that a sample gets the brightness/contrast jitter
+    blur_prob: float = 0.5  # chance that a sample gets blurred
+    blur_sigma: tuple[float, float] = (0.1, 2.0)  # sigma in pixels, drawn uniformly
+
+
+@dataclass(frozen=True)
+class WeakView:
+    images: torch.Tensor
+    masks: torch.Tensor | None
+    zoom: torch.Tensor  # (B,) zoom factor per sample; > 1 magnifies, 1 = untouched
+
+
+def _uniform(
+    generator: torch.Generator, n: int, low: float, high: float, device: torch.device
+) -> torch.Tensor:
+    draws = torch.rand(n, generator=generator, device=generator.device)
+    return (low + (high - low) * draws).to(device)
+
+
+def _bernoulli(generator: torch.Generator, n: int, prob: float, device: torch.device) -> torch.Tensor:
+    return (torch.rand(n, generator=generator, device=generator.device) < prob).to(device)
+
+
+def to_unit(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float32 in [0, 1]; floating images pass through (as float32)."""
+    if images.dtype == torch.uint8:
+        return images.float().div_(255.0)
+    return images.float()
+
+
+def normalise(images: torch.Tensor) -> torch.Tensor:
+    """Per-image standardisation over (C, H, W): (x - mean) / std, std of 0 -> 1."""
+    x = images.float()
+    std, mean = torch.std_mean(x.flatten(1), dim=1, correction=0)
+    std = torch.where(std == 0, torch.ones_like(std), std)
+    shape = (-1,) + (1,) * (images.dim() - 1)
+    return (x - mean.view(shape)) / std.view(shape)
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """Cached uint8 images -> the model's float input (see the module note for the normalisation)."""
+    return normalise(to_unit(images))
+
+
+def zoom_grid(zoom: torch.Tensor, size: torch.Size) -> torch.Tensor:
+    """Sampling grid that magnifies each sample about its centre by `zoom` (B,)."""
+    theta = torch.zeros(size[0], 2, 3, device=zoom.device, dtype=torch.float32)
+    theta[:, 0, 0] = 1.0 / zoom
+    theta[:, 1, 1] = 1.0 / zoom
+    return F.affine_grid(theta, list(size), align_corners=False)
+
+
+def _resample(tensor: torch.Tensor, grid: torch.Tensor, mode: str) -> torch.Tensor:
+    out = F.grid_sample(tensor.float(), grid, mode=mode, padding_mode="border", align_corners=False)
+    if tensor.dtype == torch.uint8:
+        return out.round_().clamp_(0, 255).to(torch.uint8)
+    return out.to(tensor.dtype)
+
+
+def weak_view(
+    images: torch.Tensor,
+    masks: torch.Tensor | None,
+    generator: torch.Generator,
+    zoom_range: tuple[float, float] = ZOOM_RANGE,
+    prob: float = 1.0,
+) -> WeakView:
+    """Random zoom per sample, the same for image and mask (bilinear for images, nearest for masks).
+
+    Like the reference RandomZoom (keep size): a factor in `zoom_range` per sample, applied
+    with probability `prob`, border pixels repeated where the zoom-out leaves a margin.
+    """
+    batch, device = images.shape[0], images.device
+    zoom = _uniform(generator, batch, zoom_range[0], zoom_range[1], device)
+    zoom = torch.where(_bernoulli(generator, batch, prob, device), zoom, torch.ones_like(zoom))
+    grid = zoom_grid(zoom, images.shape)
+    zoomed_images = _resample(images, grid, "bilinear")
+    zoomed_masks = None if masks is None else _resample(masks, grid, "nearest")
+    return WeakView(zoomed_images, zoomed_masks, zoom)
+
+
+def gaussian_kernels(sigma: torch.Tensor, radius: int) -> torch.Tensor:
+    """(B, 2r+1) normalised 1-D Gaussian kernels; sigma 0 gives the identity kernel."""
+    offsets = torch.arange(-radius, radius + 1, device=sigma.device, dtype=torch.float32)
+    safe = sigma.clamp_min(1e-6).unsqueeze(1)
+    kernels = torch.exp(-(offsets**2) / (2 * safe**2))
+    kernels = kernels / kernels.sum(dim=1, keepdim=True)
+    identity = (offsets == 0).float().expand_as(kernels)
+    return torch.where((sigma > 0).unsqueeze(1), kernels, identity)
+
+
+def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor, max_sigma: float) -> torch.Tensor:
+    """Blur each sample with its own sigma (B,), separably, in one grouped convolution per axis."""
+    batch, channels, height, width = images.shape
+    radius = max(1, math.ceil(3 * max_sigma))
+    kernels = gaussian_kernels(sigma, radius).repeat_interleave(channels, dim=0)  # (B*C, k)
+    size = 2 * radius + 1
+    mode = "reflect" if radius < min(height, width) else "replicate"
+    x = images.reshape(1, batch * channels, height, width)
+    x = F.conv2d(
+        F.pad(x, (0, 0, radius, radius), mode=mode), kernels.view(-1, 1, size, 1), groups=batch * channels
+    )
+    x = F.conv2d(
+        F.pad(x, (radius, radius, 0, 0), mode=mode), kernels.view(-1, 1, 1, size), groups=batch * channels
+    )
+    return x.reshape(batch, channels, height, width)
+
+
+def strong_view(
+    images: torch.Tensor, generator: torch.Generator, settings: StrongViewSettings = StrongViewSettings()
+) -> torch.Tensor:
+    """Brightness then contrast jitter, then Gaussian blur, per sample; images only.
+
+    Input uint8 or float in [0, 1]; output float32 in [0, 1]. Contrast blends with the image's
+    own mean (as torchvision's ColorJitter does for a grayscale image).
+    """
+    x = to_unit(images)
+    batch, device = x.shape[0], x.device
+    jitter = _bernoulli(generator, batch, settings.jitter_prob, device)
+    brightness = _uniform(generator, batch, 1 - settings.brightness, 1 + settings.brightness, device)
+    contrast = _uniform(generator, batch, 1 - settings.contrast, 1 + settings.contrast, device)
+    blur = _bernoulli(generator, batch, settings.blur_prob, device)
+    sigma = _uniform(generator, batch, settings.blur_sigma[0], settings.blur_sigma[1], device)
+    shape = (-1,) + (1,) * (x.dim() - 1)
+    brightness = torch.where(jitter, brightness, torch.ones_like(brightness)).view(shape)
+    contrast = torch.where(jitter, contrast, torch.ones_like(contrast)).view(shape)
+    x = (x * brightness).clamp(0, 1)
+    mean = x.flatten(1).mean(dim=1).view(shape)
+    x = ((x - mean) * contrast + mean).clamp(0, 1)
+    sigma = torch.where(blur, sigma, torch.zeros_like(sigma))
+    return gaussian_blur(x, sigma, settings.blur_sigma[1]).clamp(0, 1)

@@ -1,0 +1,128 @@
+"""Batched views: seeded, aligned image/mask zoom, image-only strong view, the normalisation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from medref_cli.data.views import (
+    StrongViewSettings,
+    gaussian_blur,
+    normalise,
+    strong_view,
+    to_float,
+    to_unit,
+    weak_view,
+)
+
+
+def _batch(seed: int = 0, size: int = 24):
+    gen = torch.Generator().manual_seed(seed)
+    masks = (torch.rand(6, 1, size, size, generator=gen) > 0.7).to(torch.uint8)
+    images = torch.randint(0, 256, (6, 1, size, size), generator=gen, dtype=torch.uint8)
+    return images, masks
+
+
+def test_same_seed_same_views_other_seed_other_views():
+    images, masks = _batch()
+
+    def views(seed):
+        gen = torch.Generator().manual_seed(seed)
+        weak = weak_view(to_unit(images), masks, gen)
+        return weak, strong_view(weak.images, gen)
+
+    (w1, s1), (w2, s2), (w3, s3) = views(1), views(1), views(2)
+    assert (
+        torch.equal(w1.zoom, w2.zoom)
+        and torch.equal(w1.images, w2.images)
+        and torch.equal(w1.masks, w2.masks)
+    )
+    assert torch.equal(s1, s2)
+    assert not torch.equal(w1.zoom, w3.zoom) and not torch.equal(s1, s3)
+    assert ((w1.zoom >= 0.95) & (w1.zoom <= 1.2)).all()
+
+
+def test_zoom_one_is_the_identity():
+    images, masks = _batch()
+    weak = weak_view(images, masks, torch.Generator().manual_seed(0), zoom_range=(1.0, 1.0))
+    assert torch.equal(weak.images, images) and torch.equal(weak.masks, masks)
+    assert weak.images.dtype == torch.uint8 and weak.masks.dtype == torch.uint8
+
+
+def test_zoom_two_magnifies_about_the_centre_worked_example():
+    """A 2x2 block at rows/cols 3-4 of an 8x8 mask becomes the 4x4 block at 2-5 at zoom 2:
+    output pixel i samples input coordinate (i + 0.5 - 4) / 2 + 4 - 0.5, i.e. 2.75 for i = 2
+    (nearest: 3, inside) and 2.25 for i = 1 (nearest: 2, outside)."""
+    mask = torch.zeros(1, 1, 8, 8, dtype=torch.uint8)
+    mask[..., 3:5, 3:5] = 1
+    image = mask * 255
+    weak = weak_view(image, mask, torch.Generator().manual_seed(0), zoom_range=(2.0, 2.0))
+    expected = torch.zeros_like(mask)
+    expected[..., 2:6, 2:6] = 1
+    assert torch.equal(weak.masks, expected)
+    # the bilinear image thresholded at half-height lines up with the nearest mask exactly
+    assert torch.equal((weak.images > 127).to(torch.uint8), expected)
+    assert weak.images[0, 0, 2, 2].item() == round(0.75 * 0.75 * 255)
+
+
+def test_random_zoom_keeps_image_and_mask_aligned():
+    gen = torch.Generator().manual_seed(3)
+    masks = torch.zeros(8, 1, 32, 32, dtype=torch.uint8)
+    for i in range(8):
+        top, left = torch.randint(2, 20, (2,), generator=gen).tolist()
+        masks[i, :, top : top + 9, left : left + 9] = 1
+    images = masks.float()  # the image is the mask: any misalignment shows up
+    weak = weak_view(images, masks, torch.Generator().manual_seed(5), zoom_range=(0.95, 1.2))
+    agreement = ((weak.images > 0.5).to(torch.uint8) == weak.masks).float().mean().item()
+    assert agreement > 0.99
+    assert set(weak.masks.unique().tolist()) <= {0, 1}
+
+
+def test_strong_view_touches_images_only_and_stays_in_range():
+    images, _ = _batch()
+    unit = to_unit(images)
+    before = unit.clone()
+    out = strong_view(unit, torch.Generator().manual_seed(0))
+    assert torch.equal(unit, before)  # input not modified in place
+    assert out.shape == unit.shape and out.dtype == torch.float32
+    assert out.min() >= 0 and out.max() <= 1 and not torch.equal(out, unit)
+    off = StrongViewSettings(jitter_prob=0.0, blur_prob=0.0)
+    assert torch.allclose(strong_view(images, torch.Generator().manual_seed(0), off), unit, atol=1e-6)
+
+
+def test_brightness_only_scales_each_image_by_one_factor():
+    images = torch.full((5, 1, 10, 10), 100, dtype=torch.uint8)
+    images[:, :, :5] = 40
+    settings = StrongViewSettings(brightness=0.3, contrast=0.0, jitter_prob=1.0, blur_prob=0.0)
+    out = strong_view(images, torch.Generator().manual_seed(0), settings)
+    ratio = out / to_unit(images)
+    per_image = ratio.flatten(1)
+    assert torch.allclose(per_image, per_image[:, :1].expand_as(per_image), atol=1e-5)
+    assert ((per_image[:, 0] >= 0.7 - 1e-6) & (per_image[:, 0] <= 1.3 + 1e-6)).all()
+
+
+def test_gaussian_blur_per_sample_sigma():
+    delta = torch.zeros(2, 1, 15, 15)
+    delta[:, :, 7, 7] = 1.0
+    out = gaussian_blur(delta, torch.tensor([0.0, 1.0]), max_sigma=2.0)
+    assert torch.equal(out[0], delta[0])  # sigma 0: untouched
+    assert out[1].sum().item() == pytest.approx(1.0, abs=1e-5)  # mass kept
+    x = torch.arange(-7, 8, dtype=torch.float32)
+    expected_row = torch.exp(-(x**2) / 2)
+    expected_row /= expected_row.sum()
+    assert torch.allclose(out[1, 0, 7], expected_row * expected_row[7], atol=1e-6)
+
+
+def test_normalisation_matches_monai_normalize_intensity():
+    from monai.transforms import NormalizeIntensity
+
+    images, _ = _batch()
+    ours = to_float(images)
+    reference = torch.stack(
+        [torch.as_tensor(NormalizeIntensity(channel_wise=True)(to_unit(images)[i])) for i in range(6)]
+    )
+    assert torch.allclose(ours, reference, atol=1e-5)
+    flat = ours.flatten(1)
+    assert torch.allclose(flat.mean(1), torch.zeros(6), atol=1e-5)
+    assert torch.allclose(flat.std(1, correction=0), torch.ones(6), atol=1e-4)
+    assert torch.equal(normalise(torch.full((1, 1, 4, 4), 0.3)), torch.zeros(1, 1, 4, 4))
