@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "split": ("medref_cli.cli.split", "split"),
     "burnin": ("medref_cli.cli.burnin", "burnin"),
     "evaluate": ("medref_cli.cli.evaluate", "evaluate"),
+    "train": ("medref_cli.cli.train", "train"),
+    "models": ("medref_cli.cli.models", "models"),
 }
 
 

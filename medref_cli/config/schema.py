@@ -39,8 +39,9 @@ class SplitConfig:
 class ModelConfig:
     # registered model name: mmi-unet | guidedecoder | tiny variants (`medref models`)
     backbone: str = "mmi-unet"
-    # timm model name of the visual encoder (features_only, 4 stages)
-    visual_encoder: str = "convnext_tiny"
+    # timm model name of the visual encoder (features_only, 4 stages); the MMI-UNet reference starts
+    # from ImageNet-22k ConvNeXt-Tiny, GuideDecoder from ImageNet-1k (experiments/guidedecoder.yaml)
+    visual_encoder: str = "convnext_tiny.fb_in22k"
     visual_pretrained: bool = True
     # local timm checkpoint for the visual encoder (empty: timm's own weights)
     visual_checkpoint: str = ""
@@ -78,6 +79,8 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class SSLConfig:
+    # how to pick the model kept from the SSL phase on validation Dice: teacher | student | best
+    select: str = "best"
     ema: bool = True
     ema_momentum: float = 0.999
     # momentum rises linearly from ema_momentum_start to ema_momentum over this many epochs
@@ -112,6 +115,8 @@ class SSLConfig:
     itcl_tau: float = 0.07
     lambda_itcl_sup: float = 0.02
     lambda_itcl_unsup: float = 0.1
+    # scale the unlabeled ITC weight by the current unsupervised weight (reference: 0.1 x w_unsup)
+    itcl_unsup_follows_lambda_u: bool = True
 
 
 @dataclass(frozen=True)
@@ -160,5 +165,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "ssl.tpatchmix_mode": ("position", "probability"),
     "ssl.tpatchmix_gate": ("sample", "block"),
     "ssl.contrastive": ("none", "itcl", "clip"),
+    "ssl.select": ("teacher", "student", "best"),
     "eval.split": ("train", "valid", "test"),
 }

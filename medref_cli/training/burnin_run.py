@@ -7,6 +7,7 @@ global and per-image Dice/IoU as final metrics, per-image scores for paired test
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,12 +67,13 @@ def finish_run(run: RunRecorder, inputs: RunInputs, model: nn.Module, fit: FitRe
     return TrainOutcome(run.id, path, fit, test)
 
 
-def run_burnin(cfg: ExperimentConfig, ledger_url: str, parent_id: int | None = None) -> TrainOutcome:
-    inputs = prepare(cfg, ledger_url)
+def run_burnin(cfg: ExperimentConfig, ledger_url: str, inputs: RunInputs | None = None) -> TrainOutcome:
+    """Train and record a burn-in run. `inputs` (prepared for the same data and split) avoids loading twice."""
+    inputs = prepare(cfg, ledger_url) if inputs is None else dataclasses.replace(inputs, cfg=cfg)
     model = build_model(cfg, inputs.encoder.dim, inputs.device)
     ledger = open_ledger(ledger_url)
     try:
-        with record_run(ledger, "burnin", cfg, parent_id=parent_id, **inputs.split.ledger_facts()) as run:
+        with record_run(ledger, "burnin", cfg, **inputs.split.ledger_facts()) as run:
             fit = fit_supervised(model, inputs.tensors.labeled, inputs.tensors.valid, inputs.text_cache, cfg,
                                  cfg.train.burnin_epochs, run.log_metrics, Progress(cfg.runtime.progress))
             return finish_run(run, inputs, model, fit, "burnin")

