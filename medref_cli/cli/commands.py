@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("medref_cli.cli.evaluate", "evaluate"),
     "train": ("medref_cli.cli.train", "train"),
     "models": ("medref_cli.cli.models", "models"),
+    "predict": ("medref_cli.cli.predict", "predict"),
 }
 
 
