@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("medref_cli.cli.train", "train"),
     "models": ("medref_cli.cli.models", "models"),
     "predict": ("medref_cli.cli.predict", "predict"),
+    "report": ("medref_cli.cli.report", "report"),
 }
 
 

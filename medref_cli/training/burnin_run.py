@@ -13,7 +13,7 @@ from pathlib import Path
 
 from torch import nn
 
-from medref_cli.config import ExperimentConfig, to_dict
+from medref_cli.config import ExperimentConfig, SSLConfig, TrainConfig, to_dict
 from medref_cli.evaluation.evaluate import EvalResult, evaluate_split
 from medref_cli.ledger import RunRecorder, open_ledger, record_run
 from medref_cli.training.checkpoint import save_checkpoint
@@ -30,6 +30,18 @@ class TrainOutcome:
     checkpoint: Path
     fit: FitResult
     test: EvalResult
+
+
+def burnin_config(cfg: ExperimentConfig) -> ExperimentConfig:
+    """The config a burn-in run records: the SSL-only settings back at their defaults.
+
+    The burn-in computes the same thing whatever the SSL phase will do, so every ablation row of
+    one backbone, ratio, seed and data set shares (and reuses) one burn-in run.
+    """
+    ssl = dataclasses.replace(SSLConfig(), zoom_min=cfg.ssl.zoom_min, zoom_max=cfg.ssl.zoom_max)
+    train = dataclasses.replace(cfg.train, epochs=TrainConfig().epochs,
+                                unlabeled_batch_size=TrainConfig().unlabeled_batch_size)
+    return dataclasses.replace(cfg, ssl=ssl, train=train)
 
 
 def run_dir(cfg: ExperimentConfig, run_id: int) -> Path:
@@ -69,6 +81,7 @@ def finish_run(run: RunRecorder, inputs: RunInputs, model: nn.Module, fit: FitRe
 
 def run_burnin(cfg: ExperimentConfig, ledger_url: str, inputs: RunInputs | None = None) -> TrainOutcome:
     """Train and record a burn-in run. `inputs` (prepared for the same data and split) avoids loading twice."""
+    cfg = burnin_config(cfg)
     inputs = prepare(cfg, ledger_url) if inputs is None else dataclasses.replace(inputs, cfg=cfg)
     model = build_model(cfg, inputs.encoder.dim, inputs.device)
     ledger = open_ledger(ledger_url)

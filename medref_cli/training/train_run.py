@@ -11,23 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 
-from medref_cli.config import ExperimentConfig, SSLConfig, TrainConfig, config_hash
+from medref_cli.config import ExperimentConfig, config_hash
 from medref_cli.errors import MedrefError
 from medref_cli.ledger import find_finished, open_ledger, record_run
 from medref_cli.ledger.provenance import code_version
-from medref_cli.training.burnin_run import TrainOutcome, finish_run, run_burnin
+from medref_cli.training.burnin_run import TrainOutcome, burnin_config, finish_run, run_burnin
 from medref_cli.training.checkpoint import load_checkpoint
 from medref_cli.training.progress import Progress
 from medref_cli.training.setup import build_model, prepare
 from medref_cli.training.ssl_loop import fit_ssl
-
-
-def burnin_config(cfg: ExperimentConfig) -> ExperimentConfig:
-    """The config a burn-in run records: SSL-only settings back at their defaults."""
-    ssl = dataclasses.replace(SSLConfig(), zoom_min=cfg.ssl.zoom_min, zoom_max=cfg.ssl.zoom_max)
-    train = dataclasses.replace(cfg.train, epochs=TrainConfig().epochs,
-                                unlabeled_batch_size=TrainConfig().unlabeled_batch_size)
-    return dataclasses.replace(cfg, ssl=ssl, train=train)
 
 
 def find_burnin(ledger_url: str, cfg: ExperimentConfig, split_hash: str, data_hash: str):  # noqa: ANN201
@@ -57,7 +49,7 @@ def run_train(cfg: ExperimentConfig, ledger_url: str) -> tuple[int, bool, TrainO
         student.load_state_dict(load_checkpoint(path, sha)["model"])
         reused = True
     else:
-        burnin_id = run_burnin(burnin_config(cfg), ledger_url, inputs).run_id
+        burnin_id = run_burnin(cfg, ledger_url, inputs).run_id
         from medref_cli.evaluation.evaluate_run import checkpoint_of_run
 
         ledger = open_ledger(ledger_url)

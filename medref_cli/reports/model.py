@@ -1,0 +1,132 @@
+"""The report's data model, shared by every renderer: tables of blocks of rows of cells.
+
+Measured rows and paper rows live in separate lists, so no renderer can mix them. Values are
+percentages (the ledger stores fractions).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+METRIC_LABELS = {"dice": "Dice", "miou": "mIoU"}
+STALE_MARK = "\u2020"  # dagger
+MISSING = "-"
+
+
+@dataclass(frozen=True)
+class Column:
+    group: str  # label ratio, e.g. "1%"
+    ratio: float
+    metric: str  # dice | miou
+
+    @property
+    def label(self) -> str:
+        return f"{self.group} {METRIC_LABELS[self.metric]}"
+
+
+@dataclass(frozen=True)
+class Significance:
+    """A paired test of this cell's per-image test Dice against its baseline row's."""
+
+    baseline: str  # label of the baseline row
+    n_images: int
+    mean_difference: float  # percentage points, method - baseline
+    ci_low: float
+    ci_high: float
+    p_value: float
+    marker: str
+
+
+@dataclass(frozen=True)
+class Cell:
+    mean: float | None = None
+    std: float | None = None
+    n: int = 0
+    stale: bool = False
+    significance: Significance | None = None
+    run_ids: tuple[int, ...] = ()
+    stale_reasons: tuple[str, ...] = ()  # "run 7: other code version", ...
+
+    @property
+    def missing(self) -> bool:
+        return self.mean is None
+
+    @property
+    def marker(self) -> str:
+        return self.significance.marker if self.significance else ""
+
+
+@dataclass
+class Row:
+    label: str
+    checks: tuple[bool, ...]
+    cells: list[Cell]
+    # column group (e.g. "1%") -> why the cell shows what it shows
+    explain: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass
+class PaperRow:
+    label: str
+    values: list[float | None]
+    # ours - paper for the row named by `compared_with`; None where either side is missing
+    deltas: list[float | None]
+    compared_with: str | None = None
+
+
+@dataclass
+class Block:
+    title: str
+    rows: list[Row]
+    paper_rows: list[PaperRow] = field(default_factory=list)
+
+
+@dataclass
+class Table:
+    key: str  # table1 | table2 | table3
+    title: str
+    caption: str
+    columns: list[Column]
+    check_columns: tuple[str, ...]
+    blocks: list[Block]
+    paper_caption: str = ""
+    notes: list[str] = field(default_factory=list)  # table-wide explanations (--explain)
+    with_paper: bool = False
+    explain: bool = False
+    definition: str = "global"
+
+
+def format_number(value: float | None) -> str:
+    return MISSING if value is None else f"{value:.2f}"
+
+
+def format_delta(value: float | None) -> str:
+    return MISSING if value is None else f"{value:+.2f}"
+
+
+@dataclass(frozen=True)
+class CellText:
+    """A cell's parts; renderers join them in their own syntax."""
+
+    mean: str
+    std: str | None
+    n: str
+    marker: str
+    stale: bool
+
+
+def cell_parts(cell: Cell) -> CellText | None:
+    """None for a missing cell (rendered as a dash)."""
+    if cell.missing:
+        return None
+    std = None if cell.std is None else f"{cell.std:.2f}"
+    return CellText(f"{cell.mean:.2f}", std, f"n={cell.n}", cell.marker, cell.stale)
+
+
+def plain_cell_text(cell: Cell) -> str:
+    """`86.39 ± 0.21 (n=3)**†`: the form markdown and CSV show."""
+    parts = cell_parts(cell)
+    if parts is None:
+        return MISSING
+    text = parts.mean if parts.std is None else f"{parts.mean} \u00b1 {parts.std}"
+    return f"{text} ({parts.n}){parts.marker}{STALE_MARK if parts.stale else ''}"

@@ -1,0 +1,77 @@
+"""Markdown that renders on GitHub: one pipe table per block, caption, paper block, explanations."""
+
+from __future__ import annotations
+
+from medref_cli.reports.model import Block, Table, format_delta, format_number, plain_cell_text
+
+CHECK = "\u2713"
+DELTA = "\u0394"
+_SPECIAL = set("\\`*_|<>[]#")
+
+
+def md_escape(text: str) -> str:
+    """Escape characters GitHub markdown would read as markup (emphasis, table pipes, HTML)."""
+    return "".join(f"\\{ch}" if ch in _SPECIAL else ch for ch in text)
+
+
+def _table_lines(header: list[str], rows: list[list[str]]) -> list[str]:
+    align = [":--"] + ["--:"] * (len(header) - 1)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    return lines
+
+
+def _measured(table: Table, block: Block) -> list[str]:
+    header = ["Method", *table.check_columns, *(c.label for c in table.columns)]
+    rows = [
+        [md_escape(row.label), *(CHECK if on else "" for on in row.checks),
+         *(md_escape(plain_cell_text(cell)) for cell in row.cells)]
+        for row in block.rows
+    ]
+    return _table_lines([md_escape(h) for h in header], rows)
+
+
+def _paper(table: Table, block: Block) -> list[str]:
+    header = ["Paper", "vs. our row"]
+    for c in table.columns:
+        header += [c.label, DELTA]
+    rows = []
+    for prow in block.paper_rows:
+        cells = [md_escape(prow.label), md_escape(prow.compared_with or "-")]
+        for value, delta in zip(prow.values, prow.deltas, strict=True):
+            cells += [format_number(value), format_delta(delta)]
+        rows.append(cells)
+    return _table_lines([md_escape(h) for h in header], rows)
+
+
+def _explain(table: Table) -> list[str]:
+    lines = ["", "**Explanation**", ""]
+    for block in table.blocks:
+        for row in block.rows:
+            for group, reasons in row.explain.items():
+                text = "; ".join(reasons)
+                lines.append(f"- {md_escape(block.title)} / {md_escape(row.label)} / {group}: {md_escape(text)}")
+    lines += [f"- {md_escape(note)}" for note in table.notes]
+    return lines
+
+
+def render_table(table: Table) -> str:
+    lines = [f"### {md_escape(table.title)}", ""]
+    for block in table.blocks:
+        lines += [f"**{md_escape(block.title)}**", "", *_measured(table, block), ""]
+    lines.append(f"_{md_escape(table.caption)}_")
+    if table.with_paper:
+        lines += ["", "#### Paper (reference)", ""]
+        shown = [b for b in table.blocks if b.paper_rows]
+        for block in shown:
+            lines += [f"**{md_escape(block.title)}**", "", *_paper(table, block), ""]
+        if not shown:
+            lines += ["No paper numbers for the data sets and backbones shown.", ""]
+        lines.append(f"_{md_escape(table.paper_caption)}_")
+    if table.explain:
+        lines += _explain(table)
+    return "\n".join(lines) + "\n"
+
+
+def render(tables: list[Table]) -> str:
+    return "\n".join(render_table(t) for t in tables)
