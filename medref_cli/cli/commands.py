@@ -20,9 +20,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "burnin": ("medref_cli.cli.burnin", "burnin"),
     "evaluate": ("medref_cli.cli.evaluate", "evaluate"),
     "train": ("medref_cli.cli.train", "train"),
+    "ablate": ("medref_cli.cli.ablate", "ablate"),
     "models": ("medref_cli.cli.models", "models"),
     "predict": ("medref_cli.cli.predict", "predict"),
     "report": ("medref_cli.cli.report", "report"),
+    "bench": ("medref_cli.cli.bench", "bench"),
 }
 
 

@@ -1,0 +1,207 @@
+"""The paper's ablation grids as cells, and the state of each cell in the ledger.
+
+A cell is one (row, label ratio, seed): the row's experiment file (`experiments/ablations/`,
+holding only its differences from the base) layered on the user's --config, with the seed used
+for both the split and the training. Its identity is what its run will record: the kind
+(`burnin` for a supervised row, `train` otherwise), the config hash (for a burn-in, of the
+SSL-independent burn-in config), the split hash and the data hash. Every (ratio, seed) group
+gets one burn-in cell, shared by all its rows (Table 2's Baseline row is that burn-in).
+
+States: done (a finished run with this identity and the current code version), stale (finished,
+but by other code), failed (the newest attempt failed, was killed or was lost), running,
+pending (never run).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from medref_cli.config import ExperimentConfig, config_hash, load_config
+from medref_cli.config.loader import EXTENDS_KEY, _flatten
+from medref_cli.errors import MedrefError
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    file: str  # relative to the ablations folder
+    kind: str  # burnin | train
+
+
+@dataclass(frozen=True)
+class Grid:
+    rows: tuple[Row, ...]
+    ratios: tuple[float, ...]
+
+
+TABLES: dict[int, Grid] = {
+    2: Grid(
+        (
+            Row("Baseline", "table2/baseline.yaml", "burnin"),
+            Row("+ T-S EMA", "table2/ema.yaml", "train"),
+            Row("+ PosAug", "table2/posaug.yaml", "train"),
+            Row("+ T-PatchMix", "table2/tpatchmix.yaml", "train"),
+            Row("+ ITCL (Ours)", "table2/itcl.yaml", "train"),
+        ),
+        (0.01, 0.02),
+    ),
+    3: Grid(
+        (
+            Row("Baseline", "table3/baseline.yaml", "train"),
+            Row("TextStrong", "table3/textstrong.yaml", "train"),
+            Row("w/ CutMix", "table3/cutmix.yaml", "train"),
+            Row("w/ SPC", "table3/spc.yaml", "train"),
+            Row("Ours-V1", "table3/ours-v1.yaml", "train"),
+            Row("Ours-V2", "table3/ours-v2.yaml", "train"),
+            Row("Ours-V3", "table3/ours-v3.yaml", "train"),
+            Row("Ours-All", "table3/ours-all.yaml", "train"),
+        ),
+        (0.01,),
+    ),
+}
+BURNIN_ROW = "(burn-in)"
+
+
+@dataclass
+class Cell:
+    row: str
+    kind: str
+    ratio: float
+    seed: int
+    cfg: ExperimentConfig
+    config_hash: str = ""
+    split_hash: str = ""
+    data_hash: str = ""
+    state: str = "pending"
+    run_id: int | None = None
+
+    @property
+    def group(self) -> tuple[float, int]:
+        return (self.ratio, self.seed)
+
+    @property
+    def label(self) -> str:
+        return f"{self.row} @ {self.ratio:g} seed {self.seed}"
+
+    @property
+    def slug(self) -> str:
+        keep = "".join(c if c.isalnum() else "-" for c in self.row.lower()).strip("-") or "burnin"
+        return f"{keep}-r{self.ratio:g}-s{self.seed}"
+
+
+def ablations_dir(explicit: Path | None = None) -> Path:
+    """--grid-dir, else ./experiments/ablations, else the one beside the installed sources."""
+    from medref_cli.ledger.provenance import SOURCE_ROOT
+
+    for candidate in (explicit, Path("experiments/ablations"), SOURCE_ROOT / "experiments" / "ablations"):
+        if candidate is not None and candidate.is_dir():
+            return candidate
+    raise MedrefError("ablation experiment files not found; pass --grid-dir DIR (experiments/ablations)")
+
+
+def row_overrides(path: Path) -> dict[str, Any]:
+    """The row file's own keys (its differences), without the chain it extends."""
+    try:
+        tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise MedrefError(f"cannot read ablation file {path}: {exc}") from None
+    tree.pop(EXTENDS_KEY, None)
+    return _flatten(tree, str(path))
+
+
+def build_cells(
+    table: int,
+    config: Path | None,
+    sets: list[str],
+    overrides: dict[str, Any],
+    ratios: list[float] | None,
+    seeds: list[int],
+    grid_dir: Path | None = None,
+) -> list[Cell]:
+    """All cells of a table, plus one shared burn-in cell per (ratio, seed) group that lacks one."""
+    if table not in TABLES:
+        raise MedrefError(f"--table must be one of {', '.join(map(str, TABLES))}, got {table}")
+    if not seeds:
+        raise MedrefError("--seeds needs at least one seed")
+    grid, folder = TABLES[table], ablations_dir(grid_dir)
+    cells: list[Cell] = []
+    for ratio in ratios or grid.ratios:
+        for seed in seeds:
+            group: list[Cell] = []
+            for row in grid.rows:
+                layered = {**row_overrides(folder / row.file), **overrides,
+                           "split.ratio": ratio, "split.seed": seed, "train.seed": seed}
+                group.append(Cell(row.name, row.kind, ratio, seed, load_config(config, layered, sets)))
+            if not any(c.kind == "burnin" for c in group):
+                base = group[0].cfg
+                group.insert(0, Cell(BURNIN_ROW, "burnin", ratio, seed, dataclasses.replace(base, name="burn-in")))
+            cells.extend(group)
+    return cells
+
+
+def recorded_hash(cell: Cell) -> str:
+    from medref_cli.training.burnin_run import burnin_config
+
+    return config_hash(burnin_config(cell.cfg) if cell.kind == "burnin" else cell.cfg)
+
+
+def identify(cells: list[Cell]) -> None:
+    """Fill in each cell's config, split and data hashes (split manifests computed, not written)."""
+    from medref_cli.data.split_run import identify_data, train_ids
+    from medref_cli.data.splits import make_manifest
+
+    data_cache: dict[tuple, Any] = {}
+    ids_cache: dict[tuple, list[str]] = {}
+    for cell in cells:
+        key = (cell.cfg.data, cell.cfg.runtime.results_dir)
+        if key not in data_cache:
+            data_cache[key] = identify_data(cell.cfg)
+            ids_cache[key] = train_ids(cell.cfg, data_cache[key].ref)
+        data = data_cache[key]
+        manifest = make_manifest(data.ref.name, data.tree.digest, ids_cache[key], cell.ratio, cell.seed)
+        cell.config_hash, cell.split_hash, cell.data_hash = recorded_hash(cell), manifest.sha256, data.tree.digest
+
+
+def assess(ledger_url: str, cells: list[Cell]) -> None:
+    """Set each cell's state and the run that decides it, from the ledger (read only)."""
+    from pathlib import Path as _Path
+
+    from sqlalchemy import select
+
+    from medref_cli.ledger import effective_status, open_ledger
+    from medref_cli.ledger.provenance import code_version
+    from medref_cli.ledger.schema import Run
+
+    sqlite_path = ledger_url[len("sqlite:///"):] if ledger_url.startswith("sqlite:///") else None
+    if sqlite_path is not None and not _Path(sqlite_path).exists():
+        return  # no ledger yet: everything is pending
+    current = code_version().label
+    ledger = open_ledger(ledger_url, create=False)
+    try:
+        with ledger.read() as session:
+            for cell in cells:
+                runs = list(session.scalars(
+                    select(Run).where(Run.kind == cell.kind, Run.config_hash == cell.config_hash,
+                                      Run.split_hash == cell.split_hash, Run.data_hash == cell.data_hash)
+                    .order_by(Run.id)))
+                cell.state, cell.run_id = _state(runs, current, effective_status)
+    finally:
+        ledger.dispose()
+
+
+def _state(runs: list, current: str, status_of) -> tuple[str, int | None]:  # noqa: ANN001
+    finished = [r for r in runs if r.status == "finished"]
+    fresh = [r for r in finished if r.code_version == current]
+    if fresh:
+        return "done", fresh[-1].id
+    if finished:
+        return "stale", finished[-1].id
+    if runs:
+        status = status_of(runs[-1])
+        return ("running" if status == "running" else "failed"), runs[-1].id
+    return "pending", None
