@@ -18,7 +18,7 @@ COMMON=(-c experiments/cpu.yaml --dataset qata --data "$DATA" --set runtime.resu
 seed_runs() {
   local s=$1
   /usr/bin/time -f "seed $s ssl wall %e s" $M train "${COMMON[@]}" --ratio 0.05 --seed "$s" --set split.seed="$s" \
-    --burnin-epochs 100 --epochs 8 --set train.val_every=1 --json
+    --burnin-epochs 100 --epochs 8 --set train.val_every=2 --json
   /usr/bin/time -f "seed $s control wall %e s" $M burnin "${COMMON[@]}" --ratio 0.05 --seed "$s" \
     --set split.seed="$s" --epochs 220 --json
 }
