@@ -1,32 +1,35 @@
 #!/usr/bin/env bash
-# The CPU-sized scientific check on the real QaTa-COV19 subset (experiments/cpu.yaml):
-#   per seed S: split seed S, 5% labels: Semi-MedRef (100 burn-in epochs + 8 SSL epochs) and a
-#   supervised control with the same number of optimizer steps (220 burn-in epochs = 880 steps),
-#   plus one fully supervised run at 100% labels (20 epochs).
-# Usage: scripts/qata_cpu_experiments.sh DATA_DIR [STREAM]   (STREAM a|b splits the work in two
-# processes that can run side by side, one CPU thread each; without it everything runs in turn)
+# The CPU-sized scientific check on the real QaTa-COV19 subset (experiments/cpu.yaml, 2 cores).
+# Per seed S (split seed = training seed = S), 5% labels:
+#   ssl      Semi-MedRef: 100 burn-in epochs (400 steps) + 8 SSL epochs (480 steps)
+#   control  the SAME recorded burn-in + the same 480 steps with every unlabeled term off
+#            (lambda_u 0, no ITCL, no mixing, no PosAug, no EMA teacher): supervised training with
+#            the same total number of optimizer steps, so only the unlabeled data differ
+# plus one fully supervised run at 100% labels.
+# Usage: scripts/qata_cpu_experiments.sh DATA_DIR STEP...   with STEP one of ssl:S, control:S, full
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA="${1:?usage: $0 DATA_DIR [a|b]}"
-STREAM="${2:-all}"
+DATA="${1:?usage: $0 DATA_DIR STEP...}"
+shift
 export HF_HUB_OFFLINE=1
 export MEDREF_LEDGER="${MEDREF_LEDGER:-sqlite:///results/qata-cpu/ledger.db}"
 M=".venv/bin/medref"
 COMMON=(-c experiments/cpu.yaml --dataset qata --data "$DATA" --set runtime.results_dir=results/qata-cpu
-        --set runtime.progress=false)
+        --set runtime.progress=false --ratio 0.05 --burnin-epochs 100 --epochs 8 --set train.val_every=2)
+CONTROL=(--set ssl.lambda_u=0 --set ssl.contrastive=none --set ssl.mix=none --set ssl.posaug=false
+         --set ssl.img_strong=false --set ssl.ema=false --set ssl.select=student)
 
-seed_runs() {
-  local s=$1
-  /usr/bin/time -f "seed $s ssl wall %e s" $M train "${COMMON[@]}" --ratio 0.05 --seed "$s" --set split.seed="$s" \
-    --burnin-epochs 100 --epochs 8 --set train.val_every=2 --json
-  /usr/bin/time -f "seed $s control wall %e s" $M burnin "${COMMON[@]}" --ratio 0.05 --seed "$s" \
-    --set split.seed="$s" --epochs 220 --json
-}
-
-case "$STREAM" in
-  a) seed_runs 0; seed_runs 2 ;;
-  b) seed_runs 1
-     /usr/bin/time -f "full supervision wall %e s" $M burnin "${COMMON[@]}" --ratio 1.0 --epochs 20 --set train.val_every=2 --json ;;
-  all) seed_runs 0; seed_runs 1; seed_runs 2
-       $M burnin "${COMMON[@]}" --ratio 1.0 --epochs 20 --set train.val_every=2 --json ;;
-esac
+for step in "$@"; do
+  case "$step" in
+    ssl:*) s=${step#ssl:}
+      /usr/bin/time -f "seed $s ssl wall %e s" $M train "${COMMON[@]}" --seed "$s" --set split.seed="$s" --json ;;
+    control:*) s=${step#control:}
+      /usr/bin/time -f "seed $s control wall %e s" $M train "${COMMON[@]}" --seed "$s" --set split.seed="$s" \
+        "${CONTROL[@]}" --json ;;
+    full)
+      /usr/bin/time -f "full supervision wall %e s" $M burnin -c experiments/cpu.yaml --dataset qata --data "$DATA" \
+        --set runtime.results_dir=results/qata-cpu --set runtime.progress=false --ratio 1.0 --epochs 8 \
+        --set train.val_every=2 --json ;;
+    *) echo "unknown step $step" >&2; exit 2 ;;
+  esac
+done
