@@ -25,6 +25,10 @@ DataOpt = Annotated[Path | None, typer.Option(help="Data folder (any supported l
 GpuOpt = Annotated[int | None, typer.Option(help="Run on cuda:N.")]
 CpuOpt = Annotated[bool, typer.Option("--cpu", help="Run on the CPU.")]
 SeedOpt = Annotated[int | None, typer.Option(help="Training seed.")]
+ResumeOpt = Annotated[int | None, typer.Option(
+    "--resume", metavar="RUN_ID", show_default=False,
+    help="Continue a killed, lost or failed run as the same ledger run, from its last checkpoint "
+         "(config as recorded; other options must agree with it).")]
 
 
 def burnin(
@@ -39,26 +43,29 @@ def burnin(
     config: ConfigOpt = None,
     set_: SetOpt = None,
     ledger: LedgerOpt = None,
+    resume: ResumeOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Train the student on the labeled split only; record checkpoint and test metrics."""
     import json
 
-    from medref_cli.training.burnin_run import run_burnin
+    from medref_cli.training.burnin_run import resume_burnin, run_burnin
+    from medref_cli.training.resume_run import given_keys
 
-    cfg = build_config(
-        config,
-        set_,
-        **{
-            "model.backbone": backbone,
-            "split.ratio": ratio,
-            "train.burnin_epochs": epochs,
-            "train.seed": seed,
-            "runtime.device": device_override(gpu, cpu),
-            **data_overrides(dataset, data),
-        },
-    )
-    outcome = run_burnin(cfg, ledger_url(ledger, cfg.runtime.results_dir))
+    options = {
+        "model.backbone": backbone,
+        "split.ratio": ratio,
+        "train.burnin_epochs": epochs,
+        "train.seed": seed,
+        "runtime.device": device_override(gpu, cpu),
+        **data_overrides(dataset, data),
+    }
+    cfg = build_config(config, set_, **options)
+    url = ledger_url(ledger, cfg.runtime.results_dir)
+    if resume is not None:
+        outcome = resume_burnin(url, resume, cfg, given_keys(config, set_, options))
+    else:
+        outcome = run_burnin(cfg, url)
     summary = {"run_id": outcome.run_id, "checkpoint": str(outcome.checkpoint), "best_epoch": outcome.fit.best_epoch,
                "val_dice_best": outcome.fit.best_val_dice, **outcome.test.prefixed("test")}
     if json_:

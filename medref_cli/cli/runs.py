@@ -10,6 +10,7 @@ from medref_cli.cli.common import JsonOpt, LedgerOpt, console, ledger_url
 
 app = typer.Typer(help="List, show and compare recorded runs (`medref runs` alone lists them).")
 
+RESUMABLE_KINDS = ("burnin", "train")  # `medref burnin|train --resume ID` continues these
 STATUS_STYLE = {"finished": "green", "running": "cyan", "failed": "red", "killed": "yellow", "lost": "magenta"}
 
 
@@ -93,6 +94,9 @@ def list_(
         typer.echo(json.dumps(rows, indent=1))
     else:
         _print_list(rows)
+        for r in rows:
+            if r["status"] == "lost" and r["kind"] in RESUMABLE_KINDS:
+                typer.echo(f"resume run {r['id']}: medref {r['kind']} --resume {r['id']}")
 
 
 @app.command("show")
@@ -112,6 +116,8 @@ def show(
         detail = run_detail(led, run_id, history_points=history)
     finally:
         led.dispose()
+    if detail["kind"] in RESUMABLE_KINDS and detail["status"] in ("killed", "lost", "failed"):
+        detail["resume_with"] = f"medref {detail['kind']} --resume {detail['id']}"
     if json_:
         typer.echo(json.dumps(detail, indent=1, default=str))
         return
@@ -125,6 +131,8 @@ def show(
     out.print(f"command: {d['command']}")
     if d["error"]:
         out.print(f"[red]error:[/] {d['error']}")
+    if d.get("resume_with"):
+        out.print(f"resume: {d['resume_with']}", markup=False)
     out.print(f"code: {d['code']['version']}  config_hash: {d['config_hash']}")
     out.print(f"data: {d['data']['dataset']} {d['data']['root']} hash {_fmt(d['data']['hash'])} "
                   f"({_fmt(d['data']['files'])} files)  split {_fmt(d['data']['split_hash'])}")

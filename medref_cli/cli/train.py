@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from medref_cli.cli.burnin import BackboneOpt, CpuOpt, DataOpt, DatasetOpt, GpuOpt, RatioOpt, SeedOpt
+from medref_cli.cli.burnin import (
+    BackboneOpt,
+    CpuOpt,
+    DataOpt,
+    DatasetOpt,
+    GpuOpt,
+    RatioOpt,
+    ResumeOpt,
+    SeedOpt,
+)
 from medref_cli.cli.common import (
     ConfigOpt,
     JsonOpt,
@@ -26,33 +35,36 @@ def train(
     data: DataOpt = None,
     gpu: GpuOpt = None,
     cpu: CpuOpt = False,
-    epochs: Annotated[Optional[int], typer.Option(help="Semi-supervised epochs (train.epochs).")] = None,
-    burnin_epochs: Annotated[Optional[int], typer.Option(help="Burn-in epochs (train.burnin_epochs).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Semi-supervised epochs (train.epochs).")] = None,
+    burnin_epochs: Annotated[int | None, typer.Option(help="Burn-in epochs (train.burnin_epochs).")] = None,
     seed: SeedOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     ledger: LedgerOpt = None,
+    resume: ResumeOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Semi-MedRef: EMA teacher-student with PosAug, T-PatchMix and ITCL (each a --set switch)."""
     import json
 
-    from medref_cli.training.train_run import run_train
+    from medref_cli.training.resume_run import given_keys
+    from medref_cli.training.train_run import resume_train, run_train
 
-    cfg = build_config(
-        config,
-        set_,
-        **{
-            "model.backbone": backbone,
-            "split.ratio": ratio,
-            "train.epochs": epochs,
-            "train.burnin_epochs": burnin_epochs,
-            "train.seed": seed,
-            "runtime.device": device_override(gpu, cpu),
-            **data_overrides(dataset, data),
-        },
-    )
-    burnin_id, reused, outcome = run_train(cfg, ledger_url(ledger, cfg.runtime.results_dir))
+    options = {
+        "model.backbone": backbone,
+        "split.ratio": ratio,
+        "train.epochs": epochs,
+        "train.burnin_epochs": burnin_epochs,
+        "train.seed": seed,
+        "runtime.device": device_override(gpu, cpu),
+        **data_overrides(dataset, data),
+    }
+    cfg = build_config(config, set_, **options)
+    url = ledger_url(ledger, cfg.runtime.results_dir)
+    if resume is not None:
+        burnin_id, reused, outcome = resume_train(url, resume, cfg, given_keys(config, set_, options))
+    else:
+        burnin_id, reused, outcome = run_train(cfg, url)
     m = outcome.test.metrics
     summary = {"run_id": outcome.run_id, "burnin_run_id": burnin_id, "burnin_reused": reused,
                "checkpoint": str(outcome.checkpoint), "val_dice_best": outcome.fit.best_val_dice,

@@ -180,6 +180,8 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         ("ssl.itcl_tau", cfg.ssl.itcl_tau > 0, "> 0"),
         ("eval.threshold", 0.0 < cfg.eval.threshold < 1.0, "in (0, 1)"),
         ("model.text_max_length", cfg.model.text_max_length >= 4, ">= 4"),
+        ("runtime.checkpoint_every", cfg.runtime.checkpoint_every >= 0, ">= 0"),
+        ("runtime.log_every", cfg.runtime.log_every >= 1, ">= 1"),
     ]
     for key, ok, what in checks:
         if not ok:

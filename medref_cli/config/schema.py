@@ -136,6 +136,9 @@ class RuntimeConfig:
     channels_last: bool = True
     compile: bool = False
     log_every: int = 10
+    # write the resume checkpoint results/runs/<id>/last.pt every N training steps (0 = only at the
+    # end of every epoch, where it is always written); `medref train|burnin --resume ID` continues from it
+    checkpoint_every: int = 200
     progress: bool = True
     heartbeat_s: float = 30.0
 

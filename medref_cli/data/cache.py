@@ -24,6 +24,7 @@ import torch
 from medref_cli.data.decode import DecodeError, binarize_mask, decode_gray, resize_image, resize_mask
 from medref_cli.data.records import SampleRecord
 from medref_cli.errors import MedrefError
+from medref_cli.files import new_folders
 from medref_cli.text.positions import CaptionParseError, parse_caption
 
 CACHE_VERSION = 1
@@ -116,16 +117,22 @@ def cache_key(records: Sequence[SampleRecord], image_size: int) -> str:
 
 
 def _save_atomic(split: SplitTensors, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    """Write the cache file atomically; a failure (full disk, read-only folder) is one line and leaves
+    neither a temporary file nor a new folder behind."""
+    tmp = None
     try:
-        payload = {"ids": split.ids, "captions": split.captions, "images": split.images,
-                   "masks": split.masks, "labels": split.labels}  # fmt: skip
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
+        with new_folders(path.parent):
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            os.close(fd)
+            payload = {"ids": split.ids, "captions": split.captions, "images": split.images,
+                       "masks": split.masks, "labels": split.labels}  # fmt: skip
+            torch.save(payload, tmp)
+            os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # torch.save reports a failed write as RuntimeError
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+        raise MedrefError(f"cannot write the tensor cache {path}: {reason} (data.cache=false skips it)") from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
 
 
@@ -139,6 +146,31 @@ def _load_cached(path: Path) -> SplitTensors | None:
         return None  # a damaged cache file is rebuilt
 
 
+def cache_path(records: Sequence[SampleRecord], image_size: int, cache_dir: str | Path) -> Path:
+    try:
+        key = cache_key(records, image_size)
+    except OSError as exc:
+        raise MedrefError(f"cannot read {exc.filename}: {exc.strerror}; run `medref data check`") from None
+    return Path(cache_dir) / f"split-{image_size}-{len(records)}-{key}.pt"
+
+
+def save_split_cache(split: SplitTensors, records: Sequence[SampleRecord], image_size: int,
+                     cache_dir: str | Path) -> None:
+    """Write (or replace) the cache file of a split that `cached_split` did not find."""
+    _save_atomic(split, cache_path(list(records), image_size, cache_dir))
+
+
+def cached_split(records: Sequence[SampleRecord], image_size: int, cache_dir: str | Path) -> SplitTensors | None:
+    """The split from its cache file, or None when there is none (or it is damaged or stale). Writes nothing."""
+    records = list(records)
+    path = cache_path(records, image_size, cache_dir)
+    if path.is_file():
+        cached = _load_cached(path)
+        if cached is not None and cached.ids == [r.id for r in records]:
+            return cached
+    return None
+
+
 def load_split(
     records: Sequence[SampleRecord],
     image_size: int,
@@ -149,15 +181,9 @@ def load_split(
     records = list(records)
     if cache_dir is None:
         return decode_split(records, image_size, workers)
-    try:
-        key = cache_key(records, image_size)
-    except OSError as exc:
-        raise MedrefError(f"cannot read {exc.filename}: {exc.strerror}; run `medref data check`") from None
-    path = Path(cache_dir) / f"split-{image_size}-{len(records)}-{key}.pt"
-    if path.is_file():
-        cached = _load_cached(path)
-        if cached is not None and cached.ids == [r.id for r in records]:
-            return cached
+    cached = cached_split(records, image_size, cache_dir)
+    if cached is not None:
+        return cached
     split = decode_split(records, image_size, workers)
-    _save_atomic(split, path)
+    save_split_cache(split, records, image_size, cache_dir)
     return split

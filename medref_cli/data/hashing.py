@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medref_cli.errors import MedrefError
+from medref_cli.files import sha256_file
 
 CACHE_VERSION = 1
 
@@ -34,14 +35,6 @@ def default_cache_dir() -> Path:
         return Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "medref"
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _walk(root: Path) -> list[Path]:
@@ -104,7 +97,7 @@ def hash_tree(root: str | Path, cache_dir: Path | None = None) -> TreeHash:
             hits += 1
         else:
             try:
-                file_digest = _file_sha256(path)
+                file_digest = sha256_file(path)
             except OSError as exc:
                 raise MedrefError(f"cannot read {path}: {exc.strerror}") from None
         fresh[rel] = [st.st_size, st.st_mtime_ns, file_digest]

@@ -68,9 +68,9 @@ def make_split(cfg: ExperimentConfig, ledger_url: str, data: DataIdentity | None
     data = data or identify_data(cfg)
     manifest = make_manifest(data.ref.name, data.tree.digest, train_ids(cfg, data.ref), cfg.split.ratio, cfg.split.seed)
     path = manifest_path(splits_dir(cfg), data.ref.name, data.tree.digest, cfg.split.ratio, cfg.split.seed)
-    write_atomic(path, manifest.to_json())
-    ledger = open_ledger(ledger_url)
+    ledger = open_ledger(ledger_url)  # a ledger that cannot be opened fails before the manifest is written
     try:
+        write_atomic(path, manifest.to_json())
         result = SplitResult(manifest, path, data, None, True)
         with record_run(ledger, "split", cfg, seed=cfg.split.seed, seeds={"split": cfg.split.seed}, backbone=None,
                         **result.ledger_facts()) as run:
@@ -82,15 +82,23 @@ def make_split(cfg: ExperimentConfig, ledger_url: str, data: DataIdentity | None
         ledger.dispose()
 
 
+def planned_split(cfg: ExperimentConfig, data: DataIdentity) -> tuple[SplitManifest, Path, bool]:
+    """The manifest of cfg.split for this data, its path and whether it is on disk already. Writes nothing."""
+    path = manifest_path(splits_dir(cfg), data.ref.name, data.tree.digest, cfg.split.ratio, cfg.split.seed)
+    expected = make_manifest(data.ref.name, data.tree.digest, train_ids(cfg, data.ref), cfg.split.ratio,
+                             cfg.split.seed)
+    if path.is_file():
+        manifest = load_manifest(path)
+        if manifest.sha256 != expected.sha256:
+            raise MedrefError(f"split manifest {path} does not match the split rule for this data; delete it")
+        return manifest, path, True
+    return expected, path, False
+
+
 def ensure_split(cfg: ExperimentConfig, ledger_url: str, data: DataIdentity | None = None) -> SplitResult:
     """Reuse the manifest of this data, ratio and seed if it exists, else make (and record) it."""
     data = data or identify_data(cfg)
-    path = manifest_path(splits_dir(cfg), data.ref.name, data.tree.digest, cfg.split.ratio, cfg.split.seed)
-    if path.is_file():
-        manifest = load_manifest(path)
-        expected = make_manifest(data.ref.name, data.tree.digest, train_ids(cfg, data.ref), cfg.split.ratio,
-                                 cfg.split.seed)
-        if manifest.sha256 != expected.sha256:
-            raise MedrefError(f"split manifest {path} does not match the split rule for this data; delete it")
+    manifest, path, exists = planned_split(cfg, data)
+    if exists:
         return SplitResult(manifest, path, data, None, False)
     return make_split(cfg, ledger_url, data)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medref_cli.errors import MedrefError
+from medref_cli.files import new_folders
 
 RULE = "labeled = first max(1, floor(ratio*N + 0.5)) train ids of one seeded shuffle of the sorted ids (nested)"
 
@@ -83,19 +84,19 @@ def manifest_path(splits_dir: Path, dataset: str, data_hash: str, ratio: float, 
 def write_atomic(path: Path, text: str) -> None:
     """Write to a temporary file in the same folder, then rename: never a half-written file."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with new_folders(path.parent):
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    fh.write(text)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, path)
+            except OSError as exc:
+                Path(tmp).unlink(missing_ok=True)
+                raise MedrefError(f"cannot write {path}: {exc.strerror}") from None
     except OSError as exc:
         raise MedrefError(f"cannot write to {path.parent}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise MedrefError(f"cannot write {path}: {exc.strerror}") from None
 
 
 def load_manifest(path: Path) -> SplitManifest:

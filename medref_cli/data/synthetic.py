@@ -41,6 +41,7 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 from medref_cli.errors import MedrefError
+from medref_cli.files import new_folders
 from medref_cli.text.positions import compose_caption
 
 GENERATOR_VERSION = 1
@@ -344,7 +345,15 @@ def write_synthetic_dataset(out: Path, n: int, seed: int, image_size: int = 224,
     if image_size < 32:
         raise MedrefError(f"image_size must be at least 32, got {image_size}")
     _check_output(out, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with new_folders(out.parent):
+            _write_dataset(out, n, seed, image_size, sizes)
+    except OSError as exc:
+        raise MedrefError(f"cannot write the synthetic data set to {out}: {exc.strerror or exc}") from None
+    return out
+
+
+def _write_dataset(out: Path, n: int, seed: int, image_size: int, sizes: dict[str, int]) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         annotation, distractors, first = {}, {}, 0
@@ -376,4 +385,3 @@ def write_synthetic_dataset(out: Path, n: int, seed: int, image_size: int = 224,
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return out

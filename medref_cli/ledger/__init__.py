@@ -14,6 +14,7 @@ from medref_cli.ledger.queries import (
     run_detail,
 )
 from medref_cli.ledger.recorder import RunKilled, RunRecorder, record_run, sha256_file
+from medref_cli.ledger.reopen import check_resumable, reopen_run, resume_status
 from medref_cli.ledger.schema import SCHEMA_VERSION, Run
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "RunFilter",
     "RunKilled",
     "RunRecorder",
+    "check_resumable",
     "diff_runs",
     "effective_status",
     "find_finished",
@@ -31,6 +33,8 @@ __all__ = [
     "migrate",
     "open_ledger",
     "record_run",
+    "reopen_run",
+    "resume_status",
     "run_detail",
     "sha256_file",
 ]

@@ -13,7 +13,6 @@ power loss) stops its heartbeat, and readers then show the run as lost.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import signal
 import sys
@@ -24,9 +23,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 
 from medref_cli.config import ExperimentConfig, config_hash, schema_hash, to_dict
+from medref_cli.files import sha256_file
 from medref_cli.ledger.db import Ledger
 from medref_cli.ledger.provenance import code_version, host_info, package_versions
 from medref_cli.ledger.schema import Artifact, FinalMetric, ImageScore, MetricPoint, Run
@@ -44,24 +44,17 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class RunRecorder:
     """A handle on one running ledger row. Every write is its own short transaction."""
 
-    def __init__(self, ledger: Ledger, run_id: int, heartbeat_s: float) -> None:
+    def __init__(self, ledger: Ledger, run_id: int, heartbeat_s: float, elapsed_s: float = 0.0) -> None:
+        """`elapsed_s`: wall time the run already spent (a resumed run continues its metric clock)."""
         self.ledger = ledger
         self.id = run_id
         self.heartbeat_s = heartbeat_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._t0 = utcnow().timestamp()
+        self._t0 = utcnow().timestamp() - elapsed_s
 
     # ---- writes -------------------------------------------------------------------------
     def log_metrics(self, values: dict[str, float], step: int) -> None:
@@ -97,6 +90,19 @@ class RunRecorder:
         self.ledger.write_with_retry(lambda s: s.add(row))
         return digest
 
+    def set_artifact(self, path: str | Path, role: str, sha256: str | None = None) -> str:
+        """Record a file that is rewritten in place: the run keeps one row of `role`, the newest."""
+        path = Path(path)
+        digest = sha256 or sha256_file(path)
+        row = Artifact(run_id=self.id, role=role, path=str(path.resolve()), sha256=digest, bytes=path.stat().st_size)
+
+        def _write(session) -> None:
+            session.execute(delete(Artifact).where(Artifact.run_id == self.id, Artifact.role == role))
+            session.add(row)
+
+        self.ledger.write_with_retry(_write)
+        return digest
+
     def add_image_scores(self, split: str, ids: Iterable[str], dice: Iterable[float], iou: Iterable[float]) -> None:
         rows = [
             ImageScore(run_id=self.id, split=split, sample_id=i, dice=float(d), iou=float(j))
@@ -110,6 +116,15 @@ class RunRecorder:
         if unknown:
             raise ValueError(f"unknown run fields: {unknown}")
         self.ledger.write_with_retry(lambda s: s.execute(update(Run).where(Run.id == self.id).values(**facts)))
+
+    def merge_tags(self, **tags: Any) -> None:
+        """Add or replace some tags, keeping the others (read and written in one transaction)."""
+
+        def _write(session) -> None:
+            run = session.get(Run, self.id)
+            run.tags = {**(run.tags or {}), **tags}
+
+        self.ledger.write_with_retry(_write)
 
     # ---- lifecycle ----------------------------------------------------------------------
     def beat(self) -> None:
@@ -210,7 +225,13 @@ def record_run(
     columns.update(facts)  # the caller knows better (e.g. a split run has no backbone)
     row = Run(**columns)
     ledger.write_with_retry(lambda s: s.add(row))
-    run = RunRecorder(ledger, row.id, cfg.runtime.heartbeat_s)
+    with run_lifecycle(RunRecorder(ledger, row.id, cfg.runtime.heartbeat_s)) as run:
+        yield run
+
+
+@contextlib.contextmanager
+def run_lifecycle(run: RunRecorder) -> Iterator[RunRecorder]:
+    """Beat while the block runs; then close the row finished, failed (an exception) or killed."""
     run.start_heartbeat()
     try:
         with _kill_signals_raise():

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from medref_cli.errors import MedrefError
+from medref_cli.files import new_folders
 from medref_cli.reports import render_data, render_latex, render_markdown
 from medref_cli.reports.model import Table
 
@@ -31,19 +32,20 @@ def render(tables: list[Table], fmt: str) -> str:
 def atomic_path(target: Path) -> Iterator[Path]:
     """A temporary path next to `target` (same suffix); moved onto `target` only if the block succeeds."""
     target = Path(target)
+    tmp_path: Path | None = None
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        with new_folders(target.parent):
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{target.suffix}", dir=target.parent)
+            os.close(fd)
+            tmp_path = Path(tmp)
+            tmp_path.chmod(FILE_MODE)  # mkstemp makes 0600; results are meant to be shared
+            yield tmp_path
+            os.replace(tmp_path, target)
     except OSError as exc:
-        raise MedrefError(f"cannot create the folder {target.parent}: {exc.strerror}") from None
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{target.suffix}", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    tmp_path.chmod(FILE_MODE)  # mkstemp makes 0600; results are meant to be shared
-    try:
-        yield tmp_path
-        os.replace(tmp_path, target)
+        raise MedrefError(f"cannot write {target}: {exc.strerror or exc}") from None
     finally:
-        tmp_path.unlink(missing_ok=True)
+        if tmp_path is not None:
+            tmp_path.unlink(missing_ok=True)
 
 
 def write_text_atomic(target: Path, text: str) -> None:

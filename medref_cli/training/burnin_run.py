@@ -2,7 +2,9 @@
 
 With ratio 1.0 this is the fully supervised baseline of Table 1. The best checkpoint (by
 validation Dice) is saved atomically with its sha256, and the test split is evaluated with it:
-global and per-image Dice/IoU as final metrics, per-image scores for paired tests.
+global and per-image Dice/IoU as final metrics, per-image scores for paired tests. The resume
+checkpoint `last.pt` is kept up to date while it trains; `resume_burnin` continues a killed,
+lost or failed burn-in run from it, as the same ledger run.
 """
 
 from __future__ import annotations
@@ -15,9 +17,16 @@ from torch import nn
 
 from medref_cli.config import ExperimentConfig, SSLConfig, TrainConfig, to_dict
 from medref_cli.evaluation.evaluate import EvalResult, evaluate_split
-from medref_cli.ledger import RunRecorder, open_ledger, record_run
+from medref_cli.ledger import RunRecorder, open_ledger, record_run, reopen_run
 from medref_cli.training.checkpoint import save_checkpoint
 from medref_cli.training.progress import Progress
+from medref_cli.training.resume_run import (
+    check_results_room,
+    check_same_data,
+    load_resume_source,
+    resume_writer,
+    run_dir,
+)
 from medref_cli.training.setup import RunInputs, build_model, prepare
 from medref_cli.training.supervised import FitResult, fit_supervised
 
@@ -42,10 +51,6 @@ def burnin_config(cfg: ExperimentConfig) -> ExperimentConfig:
     train = dataclasses.replace(cfg.train, epochs=TrainConfig().epochs,
                                 unlabeled_batch_size=TrainConfig().unlabeled_batch_size)
     return dataclasses.replace(cfg, ssl=ssl, train=train)
-
-
-def run_dir(cfg: ExperimentConfig, run_id: int) -> Path:
-    return Path(cfg.runtime.results_dir) / "runs" / str(run_id)
 
 
 def checkpoint_state(kind: str, cfg: ExperimentConfig, model: nn.Module, text_dim: int, fit: FitResult,
@@ -79,16 +84,39 @@ def finish_run(run: RunRecorder, inputs: RunInputs, model: nn.Module, fit: FitRe
     return TrainOutcome(run.id, path, fit, test)
 
 
+def _fit(run: RunRecorder, inputs: RunInputs, model: nn.Module, resume: dict | None) -> FitResult:
+    cfg = inputs.cfg
+    return fit_supervised(model, inputs.tensors.labeled, inputs.tensors.valid, inputs.text_cache, cfg,
+                          cfg.train.burnin_epochs, run.log_metrics, Progress(cfg.runtime.progress),
+                          checkpoints=resume_writer(run, cfg, "burnin"), resume=resume)
+
+
 def run_burnin(cfg: ExperimentConfig, ledger_url: str, inputs: RunInputs | None = None) -> TrainOutcome:
     """Train and record a burn-in run. `inputs` (prepared for the same data and split) avoids loading twice."""
     cfg = burnin_config(cfg)
     inputs = prepare(cfg, ledger_url) if inputs is None else dataclasses.replace(inputs, cfg=cfg)
     model = build_model(cfg, inputs.encoder.dim, inputs.device)
+    check_results_room(cfg, model)
     ledger = open_ledger(ledger_url)
     try:
         with record_run(ledger, "burnin", cfg, **inputs.split.ledger_facts()) as run:
-            fit = fit_supervised(model, inputs.tensors.labeled, inputs.tensors.valid, inputs.text_cache, cfg,
-                                 cfg.train.burnin_epochs, run.log_metrics, Progress(cfg.runtime.progress))
-            return finish_run(run, inputs, model, fit, "burnin")
+            return finish_run(run, inputs, model, _fit(run, inputs, model, None), "burnin")
+    finally:
+        ledger.dispose()
+
+
+def resume_burnin(ledger_url: str, run_id: int, given: ExperimentConfig, keys: set[str]) -> TrainOutcome:
+    """Continue a killed, lost or failed burn-in run as the same ledger run (config as recorded;
+    `keys` are the options the user gave, refused where they conflict with the record)."""
+    source = load_resume_source(ledger_url, run_id, "burnin", given, keys, burnin_config)
+    inputs = prepare(source.cfg, ledger_url)
+    check_same_data(source.run, inputs)
+    model = build_model(source.cfg, inputs.encoder.dim, inputs.device)
+    check_results_room(source.cfg, model)
+    ledger = open_ledger(ledger_url)
+    try:
+        with reopen_run(ledger, run_id, "burnin", source.cfg.runtime.heartbeat_s, source.keep_step,
+                        source.note()) as run:
+            return finish_run(run, inputs, model, _fit(run, inputs, model, source.state), "burnin")
     finally:
         ledger.dispose()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 import torch
 
 from medref_cli.errors import MedrefError
+from medref_cli.files import sha256_file as file_sha256
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> str:
@@ -34,14 +34,6 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> str:
             raise MedrefError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from None
         raise
     return digest
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_checkpoint(path: str | Path, expected_sha256: str | None = None, map_location: str = "cpu") -> dict:

@@ -15,9 +15,10 @@ import torch
 from torch import nn
 
 from medref_cli.config import ExperimentConfig
-from medref_cli.data.cache import SplitTensors, load_split
+from medref_cli.data.cache import SplitTensors, cached_split, decode_split, save_split_cache
 from medref_cli.data.records import SampleRecord
-from medref_cli.data.split_run import DataIdentity, SplitResult, ensure_split, identify_data
+from medref_cli.data.split_run import DataIdentity, SplitResult, ensure_split, identify_data, planned_split
+from medref_cli.data.splits import SplitManifest
 from medref_cli.errors import MedrefError
 from medref_cli.models.encoders import TextEncoder
 from medref_cli.models.text_cache import TextFeatureCache
@@ -59,28 +60,39 @@ def read_records(cfg: ExperimentConfig, root: Path) -> dict[str, list[SampleReco
     return read_dataset(root, cfg.data.format)
 
 
-def load_tensors(cfg: ExperimentConfig, records: list[SampleRecord], device: torch.device) -> SplitTensors:
-    return load_split(records, cfg.data.image_size, cache_dir=tensor_cache_dir(cfg)).to(device)
+def decode_or_cached(cfg: ExperimentConfig, records: list[SampleRecord]) -> tuple[SplitTensors, bool]:
+    """(tensors, whether they still need to be written to the cache). Writes nothing."""
+    cache_dir = tensor_cache_dir(cfg)
+    if cache_dir is not None:
+        cached = cached_split(records, cfg.data.image_size, cache_dir)
+        if cached is not None:
+            return cached, False
+    return decode_split(records, cfg.data.image_size), cache_dir is not None
 
 
-def split_records(cfg: ExperimentConfig, data: DataIdentity, split: SplitResult, need_unlabeled: bool,
+def split_records(cfg: ExperimentConfig, data: DataIdentity, manifest: SplitManifest, need_unlabeled: bool,
                   device: torch.device) -> RunData:
+    """Decode every split the run needs, and only then write the tensor caches: a corrupt file in any
+    split fails the run before anything is written."""
+    if need_unlabeled and not manifest.unlabeled:
+        raise MedrefError(f"ratio {cfg.split.ratio:g} leaves no unlabeled data for the semi-supervised phase")
     records = read_records(cfg, data.ref.root)
     by_id = {r.id: r for r in records.get("train", [])}
-    missing = [i for i in split.manifest.labeled + split.manifest.unlabeled if i not in by_id]
+    missing = [i for i in manifest.labeled + manifest.unlabeled if i not in by_id]
     if missing:
-        raise MedrefError(f"split manifest {split.path} names {len(missing)} ids not in the data (e.g. {missing[0]})")
+        raise MedrefError(f"the split manifest names {len(missing)} ids not in the data (e.g. {missing[0]})")
     for name in ("valid", "test"):
         if not records.get(name):
             raise MedrefError(f"the data set at {data.ref.root} has no {name} split; run `medref data check`")
-    labeled = load_tensors(cfg, [by_id[i] for i in split.manifest.labeled], device)
-    unlabeled = None
+    wanted = {"labeled": [by_id[i] for i in manifest.labeled], "valid": records["valid"], "test": records["test"]}
     if need_unlabeled:
-        if not split.manifest.unlabeled:
-            raise MedrefError(f"ratio {cfg.split.ratio:g} leaves no unlabeled data for the semi-supervised phase")
-        unlabeled = load_tensors(cfg, [by_id[i] for i in split.manifest.unlabeled], device)
-    return RunData(labeled, unlabeled, load_tensors(cfg, records["valid"], device),
-                   load_tensors(cfg, records["test"], device))
+        wanted["unlabeled"] = [by_id[i] for i in manifest.unlabeled]
+    loaded = {name: decode_or_cached(cfg, recs) for name, recs in wanted.items()}
+    for name, (tensors, unsaved) in loaded.items():
+        if unsaved:
+            save_split_cache(tensors, wanted[name], cfg.data.image_size, tensor_cache_dir(cfg))
+    on_device = {name: tensors.to(device) for name, (tensors, _) in loaded.items()}
+    return RunData(on_device["labeled"], on_device.get("unlabeled"), on_device["valid"], on_device["test"])
 
 
 def build_text(cfg: ExperimentConfig, device: torch.device) -> tuple[TextEncoder, TextFeatureCache]:
@@ -108,13 +120,25 @@ def check_backbone(cfg: ExperimentConfig) -> None:
         raise MedrefError(f"unknown backbone '{cfg.model.backbone}'; known: {', '.join(known)} (see `medref models`)")
 
 
+def check_ledger(ledger_url: str) -> None:
+    """Open an existing ledger once, so that a broken one fails before anything is written (a ledger
+    that does not exist yet is created later, by the first run recorded in it)."""
+    from medref_cli.ledger import open_ledger
+
+    if ledger_url.startswith("sqlite:///") and not Path(ledger_url[len("sqlite:///"):].split("?", 1)[0]).exists():
+        return
+    open_ledger(ledger_url).dispose()
+
+
 def prepare(cfg: ExperimentConfig, ledger_url: str, need_unlabeled: bool = False) -> RunInputs:
-    """Device, backbone name, text encoder, data and split, in the order that fails cheapest first."""
+    """Device, backbone name, ledger, text encoder, data and split, in the order that fails cheapest first."""
     device = resolve_device(cfg.runtime.device)
     check_backbone(cfg)
+    check_ledger(ledger_url)
     seed_everything(cfg.train.seed)
     encoder, cache = build_text(cfg, device)
     data = identify_data(cfg)
+    manifest, _, _ = planned_split(cfg, data)
+    tensors = split_records(cfg, data, manifest, need_unlabeled, device)  # the data decodes before any write
     split = ensure_split(cfg, ledger_url, data)
-    tensors = split_records(cfg, data, split, need_unlabeled, device)
     return RunInputs(cfg, device, data, split, tensors, encoder, cache)

@@ -13,6 +13,7 @@ averaged like its parameters. Model selection: validation Dice of the teacher an
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import torch
 from torch import nn
@@ -22,12 +23,19 @@ from medref_cli.data.cache import SplitTensors
 from medref_cli.evaluation.evaluate import evaluate_split
 from medref_cli.losses.dice_ce import DiceCELoss
 from medref_cli.models.text_cache import TextFeatureCache
-from medref_cli.training.batches import cycled_batches, epoch_batches, take
+from medref_cli.training.batches import epoch_batches, take
 from medref_cli.training.ema import EMATeacher
 from medref_cli.training.progress import Progress
-from medref_cli.training.schedules import build_cosine_scheduler, build_optimizer, ema_momentum, lambda_u_weight
+from medref_cli.training.resume import CycledBatches, LoopPosition, ResumeWriter, cpu_tensors
+from medref_cli.training.schedules import (
+    build_cosine_scheduler,
+    build_optimizer,
+    ema_momentum,
+    lambda_u_weight,
+)
+from medref_cli.training.setup import seed_everything
 from medref_cli.training.ssl_step import StepWeights, ssl_loss
-from medref_cli.training.supervised import BestKeeper, FitResult, MetricSink, steps_per_epoch
+from medref_cli.training.supervised import BestKeeper, FitResult, LoopParts, MetricSink, steps_per_epoch
 
 
 def step_weights(cfg: ExperimentConfig, epochs_in: float) -> StepWeights:
@@ -49,6 +57,14 @@ def _validate(models: dict[str, nn.Module], valid: SplitTensors, text_cache: Tex
     }
 
 
+def _candidates(cfg: ExperimentConfig, student: nn.Module, teacher: EMATeacher | None) -> dict[str, nn.Module]:
+    if teacher is None or cfg.ssl.select == "student":
+        return {"student": student}
+    if cfg.ssl.select == "teacher":
+        return {"teacher": teacher.model}
+    return {"teacher": teacher.model, "student": student}
+
+
 def fit_ssl(
     student: nn.Module,
     labeled: SplitTensors,
@@ -58,10 +74,18 @@ def fit_ssl(
     cfg: ExperimentConfig,
     log: MetricSink,
     progress: Progress,
+    checkpoints: ResumeWriter | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> tuple[FitResult, str]:
-    """Train; leave `student` holding the selected best weights. Returns (result, which model won)."""
+    """Train; leave `student` holding the selected best weights. Returns (result, which model won).
+
+    The process-wide random states are seeded at the start, so the phase computes the same
+    whether its burn-in ran in this process or was reused. `checkpoints` writes the resume state;
+    `resume` continues from one.
+    """
     device = labeled.images.device
     seed = cfg.train.seed
+    seed_everything(seed + 14)
     order_gen = torch.Generator().manual_seed(seed + 11)
     view_gen = torch.Generator(device=device).manual_seed(seed + 12)
     text_rng = random.Random(seed + 13)
@@ -70,60 +94,80 @@ def fit_ssl(
     epochs = cfg.train.epochs
     total = max(1, per_epoch * epochs)
     optimizer = build_optimizer(student, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    scheduler = build_cosine_scheduler(optimizer, total, cfg.train.min_lr)
+    parts = LoopParts(optimizer, build_cosine_scheduler(optimizer, total, cfg.train.min_lr),
+                      BestKeeper(cfg.train.patience), {"order": order_gen, "view": view_gen, "text": text_rng},
+                      LoopPosition(done=epochs < 1), [])
     loss_fn = DiceCELoss(cfg.train.dice_weight, cfg.train.ce_weight)
     teacher = EMATeacher(student) if cfg.ssl.ema else None
     teacher_model = teacher.model if teacher is not None else student
-    labeled_stream = cycled_batches(len(labeled), cfg.train.batch_size, order_gen)
-    keeper = BestKeeper(cfg.train.patience)
+    labeled_stream = CycledBatches(len(labeled), cfg.train.batch_size, order_gen)
     winner = "student"
-    history: list[dict[str, float]] = []
     sums: dict[str, torch.Tensor] = {}
-    step, epoch = 0, 0
+    if resume is not None:
+        parts.load_state_dict(student, resume)
+        if teacher is not None:
+            teacher.load_state_dict(resume["teacher"])
+        labeled_stream.load_state_dict(resume["labeled_stream"])
+        sums = {k: v.to(device) for k, v in resume["sums"].items()}
+        winner = resume["winner"]
+    pos, keeper, scheduler = parts.position, parts.keeper, parts.scheduler
+
+    def save() -> None:
+        if checkpoints is not None:
+            checkpoints.save({**parts.state_dict(student), "teacher": None if teacher is None else teacher.state_dict(),
+                              "labeled_stream": labeled_stream.state_dict(), "sums": cpu_tensors(sums),
+                              "winner": winner})
+
     progress.start("semi-supervised", total)
-    for epoch in range(1, epochs + 1):
+    progress.update(pos.step)
+    while not pos.done:
         student.train()
-        for u_index in epoch_batches(len(unlabeled), unl_batch, order_gen)[:per_epoch]:
-            epochs_in = step / per_epoch
+        if pos.batches is None:
+            pos.batches = epoch_batches(len(unlabeled), unl_batch, order_gen)[:per_epoch]
+        while pos.batch_pos < len(pos.batches):
+            epochs_in = pos.step / per_epoch
             weights = step_weights(cfg, epochs_in)
-            loss, parts = ssl_loss(student, teacher_model, take(labeled, next(labeled_stream)),
-                                   take(unlabeled, u_index), text_cache, loss_fn, cfg, weights, view_gen, text_rng)
+            loss, step_parts = ssl_loss(student, teacher_model, take(labeled, next(labeled_stream)),
+                                        take(unlabeled, pos.batches[pos.batch_pos]), text_cache, loss_fn, cfg,
+                                        weights, view_gen, text_rng)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
             if teacher is not None:
                 teacher.update(student, momentum_at(cfg, epochs_in))
-            for k, v in parts.items():
+            for k, v in step_parts.items():
                 sums[k] = sums[k] + v if k in sums else v.clone()
-            step += 1
-            if step % cfg.runtime.log_every == 0 or step == total:
-                n = (step - 1) % cfg.runtime.log_every + 1
+            pos.step += 1
+            pos.batch_pos += 1
+            if pos.step % cfg.runtime.log_every == 0 or pos.step == total:
+                n = (pos.step - 1) % cfg.runtime.log_every + 1
                 values = {k: float(v) / n for k, v in sums.items()}
                 sums.clear()
                 values.update({"lambda_u": weights.lambda_u, "lr": scheduler.get_last_lr()[0]})
                 if teacher is not None:
                     values["ema_momentum"] = momentum_at(cfg, epochs_in)
-                log(values, step)
-                progress.update(step, loss=values["loss"])
+                log(values, pos.step)
+                progress.update(pos.step, loss=values["loss"])
             else:
-                progress.update(step)
+                progress.update(pos.step)
+            if checkpoints is not None and checkpoints.due(pos.step, pos.batch_pos == len(pos.batches)):
+                save()
+        epoch = pos.epoch
         if epoch % cfg.train.val_every == 0 or epoch == epochs:
-            candidates = {"student": student}
-            if teacher is not None and cfg.ssl.select in ("teacher", "best"):
-                candidates = {"teacher": teacher.model} if cfg.ssl.select == "teacher" else {
-                    "teacher": teacher.model, "student": student}
+            candidates = _candidates(cfg, student, teacher)
             scores = _validate(candidates, valid, text_cache, cfg)
             name = max(scores, key=scores.get)
             if keeper.offer(scores[name], epoch, candidates[name]):
                 winner = name
             record = {f"val_dice_global_{k}": v for k, v in scores.items()}
-            history.append({"epoch": epoch, **record})
-            log(record, step)
-            progress.update(step, dice=scores[name], epoch=epoch)
-            if keeper.should_stop:
-                break
+            parts.history.append({"epoch": epoch, **record})
+            log(record, pos.step)
+            progress.update(pos.step, dice=scores[name], epoch=epoch)
+        pos.end_epoch(last=epoch >= epochs or keeper.should_stop)
+        save()
     progress.stop()
     if keeper.state is not None:
         student.load_state_dict(keeper.state)
-    return FitResult(keeper.best, keeper.best_epoch, epoch, step, keeper.should_stop, history), winner
+    return FitResult(keeper.best, keeper.best_epoch, pos.epochs_run, pos.step, keeper.should_stop,
+                     parts.history), winner

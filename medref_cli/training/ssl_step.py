@@ -77,7 +77,9 @@ def student_view(unl: Batch, weak_images: torch.Tensor, probs: torch.Tensor, cfg
                         block_prob=s.tpatchmix_block_prob, delta=s.threshold, laterality=cfg.data.laterality,
                         gate=s.tpatchmix_gate, generator=gen)
         x, pseudo, labels, mixed = res.images, res.pseudo_mask, res.labels, res.kept
-        captions = mix_captions(captions, res.partner.tolist(), res.kept.tolist())
+        # one device -> host read (a sync on a GPU) for both the partners and the kept flags
+        partners, kept = torch.stack((res.partner, res.kept.to(res.partner.dtype))).tolist()
+        captions = mix_captions(captions, partners, [bool(k) for k in kept])
     elif s.mix == "cutmix":
         res = cutmix(x, probs, labels, mix_threshold=s.threshold, generator=gen)
         x, pseudo, mixed = res.images, res.pseudo_mask, res.kept

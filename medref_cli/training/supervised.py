@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -23,6 +24,14 @@ from medref_cli.models.text_cache import TextFeatureCache
 from medref_cli.training.batches import epoch_batches, model_input, take
 from medref_cli.training.precision import autocast
 from medref_cli.training.progress import Progress
+from medref_cli.training.resume import (
+    LoopPosition,
+    RandomSource,
+    ResumeWriter,
+    cpu_tensors,
+    restore_rng,
+    rng_state,
+)
 from medref_cli.training.schedules import build_cosine_scheduler, build_optimizer
 
 MetricSink = Callable[[dict[str, float], int], None]
@@ -56,7 +65,7 @@ class BestKeeper:
     def offer(self, score: float, epoch: int, module: nn.Module) -> bool:
         if score > self.best:
             self.best, self.best_epoch, self.stale_epochs = score, epoch, 0
-            self.state = {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+            self.state = cpu_tensors(module.state_dict())
             return True
         self.stale_epochs += 1
         return False
@@ -64,6 +73,42 @@ class BestKeeper:
     @property
     def should_stop(self) -> bool:
         return self.patience > 0 and self.stale_epochs >= self.patience
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch, "stale_epochs": self.stale_epochs,
+                "state": self.state}
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        self.best, self.best_epoch = float(saved["best"]), int(saved["best_epoch"])
+        self.stale_epochs, self.state = int(saved["stale_epochs"]), saved["state"]
+
+
+@dataclass
+class LoopParts:
+    """What a resume checkpoint saves and restores of every training loop (the modules aside)."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    keeper: BestKeeper
+    sources: dict[str, RandomSource]
+    position: LoopPosition
+    history: list[dict[str, float]]
+
+    def state_dict(self, model: nn.Module) -> dict[str, Any]:
+        return {"model": model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "keeper": self.keeper.state_dict(),
+                "rng": rng_state(self.sources), "position": self.position.state_dict(),
+                "history": [dict(h) for h in self.history]}
+
+    def load_state_dict(self, model: nn.Module, state: dict[str, Any]) -> None:
+        """Restore everything; the random states last, after anything that might draw from them."""
+        model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.keeper.load_state_dict(state["keeper"])
+        self.position = LoopPosition.from_state(state["position"])
+        self.history = [dict(h) for h in state["history"]]
+        restore_rng(state["rng"], self.sources)
 
 
 def supervised_loss(
@@ -93,52 +138,72 @@ def fit_supervised(
     epochs: int,
     log: MetricSink,
     progress: Progress,
+    checkpoints: ResumeWriter | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> FitResult:
-    """Train on `labeled` for `epochs`; leave the model holding its best-validation weights."""
+    """Train on `labeled` for `epochs`; leave the model holding its best-validation weights.
+
+    `checkpoints` writes the resume state every few steps and at every epoch end; `resume` (a
+    loaded resume state) continues a killed run exactly where that state was taken.
+    """
     device = labeled.images.device
     order_gen = torch.Generator().manual_seed(cfg.train.seed)
     view_gen = torch.Generator(device=device).manual_seed(cfg.train.seed + 1)
     per_epoch = steps_per_epoch(len(labeled), cfg.train.batch_size, cfg.train.max_steps_per_epoch)
     total = max(1, per_epoch * epochs)
     optimizer = build_optimizer(model, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    scheduler = build_cosine_scheduler(optimizer, total, cfg.train.min_lr)
+    parts = LoopParts(optimizer, build_cosine_scheduler(optimizer, total, cfg.train.min_lr),
+                      BestKeeper(cfg.train.patience), {"order": order_gen, "view": view_gen},
+                      LoopPosition(done=epochs < 1), [])
     loss_fn = DiceCELoss(cfg.train.dice_weight, cfg.train.ce_weight)
-    keeper = BestKeeper(cfg.train.patience)
-    history: list[dict[str, float]] = []
-    step, epoch = 0, 0
     running = torch.zeros((), device=device)
+    if resume is not None:
+        parts.load_state_dict(model, resume)
+        running.copy_(resume["running"])
+    pos, keeper, scheduler = parts.position, parts.keeper, parts.scheduler
+
+    def save() -> None:
+        if checkpoints is not None:
+            checkpoints.save({**parts.state_dict(model), "running": running.detach().cpu()})
+
     progress.start("burn-in", total)
-    for epoch in range(1, epochs + 1):
+    progress.update(pos.step)
+    while not pos.done:
         model.train()
-        for index in epoch_batches(len(labeled), cfg.train.batch_size, order_gen)[:per_epoch]:
-            loss = supervised_loss(model, labeled, index, text_cache, loss_fn, cfg, view_gen)
+        if pos.batches is None:
+            pos.batches = epoch_batches(len(labeled), cfg.train.batch_size, order_gen)[:per_epoch]
+        while pos.batch_pos < len(pos.batches):
+            loss = supervised_loss(model, labeled, pos.batches[pos.batch_pos], text_cache, loss_fn, cfg, view_gen)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
             running += loss.detach()
-            step += 1
-            if step % cfg.runtime.log_every == 0 or step == total:
-                n = (step - 1) % cfg.runtime.log_every + 1
+            pos.step += 1
+            pos.batch_pos += 1
+            if pos.step % cfg.runtime.log_every == 0 or pos.step == total:
+                n = (pos.step - 1) % cfg.runtime.log_every + 1
                 value = float(running) / n
                 running.zero_()
-                log({"train_loss": value, "lr": scheduler.get_last_lr()[0]}, step)
-                progress.update(step, loss=value)
+                log({"train_loss": value, "lr": scheduler.get_last_lr()[0]}, pos.step)
+                progress.update(pos.step, loss=value)
             else:
-                progress.update(step)
+                progress.update(pos.step)
+            if checkpoints is not None and checkpoints.due(pos.step, pos.batch_pos == len(pos.batches)):
+                save()
+        epoch = pos.epoch
         if epoch % cfg.train.val_every == 0 or epoch == epochs:
             val = evaluate_split(model, valid, text_cache, cfg.eval.threshold, cfg.train.batch_size,
                                  cfg.runtime.amp, cfg.runtime.channels_last)
             val_dice = val.metrics["dice_global"]
             keeper.offer(val_dice, epoch, model)
             record = {"epoch": epoch, "val_dice_global": val_dice, "val_iou_global": val.metrics["iou_global"]}
-            history.append(record)
-            log({k: v for k, v in record.items() if k != "epoch"}, step)
-            progress.update(step, dice=val_dice, epoch=epoch)
-            if keeper.should_stop:
-                break
+            parts.history.append(record)
+            log({k: v for k, v in record.items() if k != "epoch"}, pos.step)
+            progress.update(pos.step, dice=val_dice, epoch=epoch)
+        pos.end_epoch(last=epoch >= epochs or keeper.should_stop)
+        save()
     progress.stop()
     if keeper.state is not None:
         model.load_state_dict(keeper.state)
-    return FitResult(keeper.best, keeper.best_epoch, epoch, step, keeper.should_stop, history)
-
+    return FitResult(keeper.best, keeper.best_epoch, pos.epochs_run, pos.step, keeper.should_stop, parts.history)

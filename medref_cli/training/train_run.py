@@ -5,24 +5,32 @@ settings reset to their defaults (`burnin_config`): every ablation row of one ba
 seed and data set shares one burn-in run. A finished burn-in with the same config hash, split
 hash, data hash and code version is reused (its checkpoint verified against its sha256)
 instead of being trained again. The SSL run is recorded as a child of that burn-in run.
+`resume_train` continues a killed, lost or failed SSL run from its resume checkpoint (or from its
+burn-in when it died before the first one), as the same ledger run.
 """
 
 from __future__ import annotations
 
-import dataclasses
+from torch import nn
 
 from medref_cli.config import ExperimentConfig, config_hash
 from medref_cli.errors import MedrefError
-from medref_cli.ledger import find_finished, open_ledger, record_run
+from medref_cli.ledger import RunRecorder, find_finished, open_ledger, record_run, reopen_run
 from medref_cli.ledger.provenance import code_version
 from medref_cli.training.burnin_run import TrainOutcome, burnin_config, finish_run, run_burnin
 from medref_cli.training.checkpoint import load_checkpoint
 from medref_cli.training.progress import Progress
-from medref_cli.training.setup import build_model, prepare
+from medref_cli.training.resume_run import (
+    check_results_room,
+    check_same_data,
+    load_resume_source,
+    resume_writer,
+)
+from medref_cli.training.setup import RunInputs, build_model, prepare
 from medref_cli.training.ssl_loop import fit_ssl
 
 
-def find_burnin(ledger_url: str, cfg: ExperimentConfig, split_hash: str, data_hash: str):  # noqa: ANN201
+def find_burnin(ledger_url: str, cfg: ExperimentConfig, split_hash: str, data_hash: str):
     ledger = open_ledger(ledger_url)
     try:
         run = find_finished(ledger, "burnin", config_hash(burnin_config(cfg)), split_hash, data_hash,
@@ -36,6 +44,27 @@ def find_burnin(ledger_url: str, cfg: ExperimentConfig, split_hash: str, data_ha
         ledger.dispose()
 
 
+def burnin_weights(ledger_url: str, burnin_id: int) -> dict:
+    """The model state of a recorded burn-in run's checkpoint (sha256 verified)."""
+    from medref_cli.evaluation.evaluate_run import checkpoint_of_run
+
+    ledger = open_ledger(ledger_url)
+    try:
+        path, sha = checkpoint_of_run(ledger, burnin_id)
+    finally:
+        ledger.dispose()
+    return load_checkpoint(path, sha)["model"]
+
+
+def _fit_and_finish(run: RunRecorder, inputs: RunInputs, student: nn.Module, resume: dict | None) -> TrainOutcome:
+    cfg, t = inputs.cfg, inputs.tensors
+    fit, winner = fit_ssl(student, t.labeled, t.unlabeled, t.valid, inputs.text_cache, cfg, run.log_metrics,
+                          Progress(cfg.runtime.progress), checkpoints=resume_writer(run, cfg, "train"), resume=resume)
+    outcome = finish_run(run, inputs, student, fit, "train", {"selected": winner})
+    run.merge_tags(selected=winner)
+    return outcome
+
+
 def run_train(cfg: ExperimentConfig, ledger_url: str) -> tuple[int, bool, TrainOutcome]:
     """Returns (burn-in run id, whether it was reused, the SSL outcome)."""
     if cfg.train.epochs < 1:
@@ -44,30 +73,41 @@ def run_train(cfg: ExperimentConfig, ledger_url: str) -> tuple[int, bool, TrainO
     facts = inputs.split.ledger_facts()
     found = find_burnin(ledger_url, cfg, facts["split_hash"], facts["data_hash"])
     student = build_model(cfg, inputs.encoder.dim, inputs.device)
+    check_results_room(cfg, student)
     if found is not None:
         burnin_id, (path, sha) = found
         student.load_state_dict(load_checkpoint(path, sha)["model"])
         reused = True
     else:
         burnin_id = run_burnin(cfg, ledger_url, inputs).run_id
-        from medref_cli.evaluation.evaluate_run import checkpoint_of_run
-
-        ledger = open_ledger(ledger_url)
-        try:
-            path, sha = checkpoint_of_run(ledger, burnin_id)
-        finally:
-            ledger.dispose()
-        student.load_state_dict(load_checkpoint(path, sha)["model"])
+        student.load_state_dict(burnin_weights(ledger_url, burnin_id))
         reused = False
     ledger = open_ledger(ledger_url)
     try:
         with record_run(ledger, "train", cfg, parent_id=burnin_id, **facts) as run:
-            run.update(tags={"burnin_reused": reused})
-            t = inputs.tensors
-            fit, winner = fit_ssl(student, t.labeled, t.unlabeled, t.valid, inputs.text_cache, cfg,
-                                  run.log_metrics, Progress(cfg.runtime.progress))
-            outcome = finish_run(run, inputs, student, fit, "train", {"selected": winner})
-            run.update(tags={"burnin_reused": reused, "selected": winner})
-            return burnin_id, reused, outcome
+            run.merge_tags(burnin_reused=reused)
+            return burnin_id, reused, _fit_and_finish(run, inputs, student, None)
+    finally:
+        ledger.dispose()
+
+
+def resume_train(ledger_url: str, run_id: int, given: ExperimentConfig, keys: set[str]) -> tuple[int, bool, TrainOutcome]:
+    """Continue a killed, lost or failed SSL run as the same ledger run. Returns what `run_train` does."""
+    source = load_resume_source(ledger_url, run_id, "train", given, keys, lambda c: c)
+    inputs = prepare(source.cfg, ledger_url, need_unlabeled=True)
+    check_same_data(source.run, inputs)
+    student = build_model(source.cfg, inputs.encoder.dim, inputs.device)
+    check_results_room(source.cfg, student)
+    burnin_id = source.run.parent_id
+    if source.state is None:  # died before its first resume checkpoint: restart from the burn-in
+        if burnin_id is None:
+            raise MedrefError(f"train run {run_id} records no burn-in run to start from")
+        student.load_state_dict(burnin_weights(ledger_url, burnin_id))
+    reused = bool((source.run.tags or {}).get("burnin_reused", False))
+    ledger = open_ledger(ledger_url)
+    try:
+        with reopen_run(ledger, run_id, "train", source.cfg.runtime.heartbeat_s, source.keep_step,
+                        source.note()) as run:
+            return burnin_id, reused, _fit_and_finish(run, inputs, student, source.state)
     finally:
         ledger.dispose()

@@ -67,7 +67,7 @@ def test_models_command_json(cli, tiny_text):
         assert row["trainable"] == row["parameters"]
         assert row["text_parameters"] == sum(p.numel() for p in tiny_text.model.parameters())
         assert row["visual_encoder"] == (
-            "convnext_atto" if row["name"].endswith("-tiny") else "convnext_tiny"
+            "convnext_atto" if row["name"].endswith("-tiny") else ModelConfig().visual_encoder
         )
 
 

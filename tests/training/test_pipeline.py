@@ -38,7 +38,8 @@ def test_burnin_records_checkpoint_metrics_and_per_image_scores(cli, tmp_path, s
     status, kind, split_hash, data_hash = _rows(
         tmp_path, f"SELECT status, kind, split_hash, data_hash FROM runs WHERE id={run}")[0]
     assert (status, kind) == ("finished", "burnin") and len(split_hash) == 64 and len(data_hash) == 64
-    (path, sha, size), = _rows(tmp_path, f"SELECT path, sha256, bytes FROM artifacts WHERE run_id={run}")
+    (path, sha, size), = _rows(tmp_path, f"SELECT path, sha256, bytes FROM artifacts WHERE run_id={run} "
+                                         "AND role='checkpoint'")
     blob = Path(path).read_bytes()
     assert hashlib.sha256(blob).hexdigest() == sha and len(blob) == size
     finals = dict(_rows(tmp_path, f"SELECT name, value FROM final_metrics WHERE run_id={run}"))
