@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("medref_cli.cli.models", "models"),
     "predict": ("medref_cli.cli.predict", "predict"),
     "report": ("medref_cli.cli.report", "report"),
+    "bench": ("medref_cli.cli.bench", "bench"),
 }
 
 
