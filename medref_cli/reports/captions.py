@@ -35,7 +35,7 @@ def table_caption(key: str, definition: str, with_significance: bool) -> str:
     parts = [
         f"{TITLES[key].split(': ', 1)[1]} ({DEFINITIONS[definition]}), in percent.",
         SETTINGS[key],
-        ("Cells: mean \u00b1 sample standard deviation (ddof=1) over training seeds, n = number of seeds "
+        ("Cells: mean \u00b1 sample standard deviation (ddof=1) over seeds (training and split seed), n = number of seeds "
          "(n=1 shows no std); only finished runs count."),
         "A dash: no finished run (see --explain).",
         (f"{STALE_MARK} stale: made by another code version, config schema or data hash than the current ones "

@@ -1,7 +1,7 @@
 """Which runs a table cell counts, and why.
 
 A cell (one row at one label ratio) counts only finished runs that recorded the metric. If its
-runs fall into several config groups (same config apart from the training seed), only the
+runs fall into several config groups (same config apart from the seeds), only the
 newest group (the one holding the most recently started run) is shown, never an average across
 groups; a seed run twice in that group counts once, its newest run. Every run left out is
 explained.

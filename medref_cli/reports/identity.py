@@ -1,8 +1,9 @@
 """What a recorded run *is*, read from its resolved config, never from its free-text name.
 
 - `Components`: the SSL components of a `train` run (`config["ssl"]`), which decide its table row.
-- `identity_hash`: the config hash without the training seed. Runs with the same identity are
-  seeds of one experiment and may be averaged; runs with different identities never are.
+- `identity_hash`: the config hash without the seeds (training seed and split seed: `medref
+  ablate --seeds` and the QaTa script vary both). Runs with the same identity are seeds of one
+  experiment and may be averaged; runs with different identities never are.
 - `ConfigCondition`: a `--where key=value` filter on recorded config values.
 """
 
@@ -17,7 +18,7 @@ from medref_cli.config import canonical_json, from_dict, hashed_dict, to_dict
 from medref_cli.config.schema import UNHASHED_KEYS, UNHASHED_SECTIONS
 from medref_cli.errors import MedrefError
 
-SEED_KEY = ("train", "seed")
+SEED_KEYS = (("train", "seed"), ("split", "seed"))
 
 
 @dataclass(frozen=True)
@@ -63,13 +64,13 @@ def _hashed_tree(recorded: dict[str, Any]) -> dict[str, Any]:
 
 
 def identity_tree(recorded: dict[str, Any]) -> dict[str, Any]:
-    """The hashed part of a config without the training seed.
+    """The hashed part of a config without the training and split seeds.
 
     Burn-in runs need no special case: the training code records a burn-in with its SSL-only
     settings reset to their defaults, so burn-ins of different SSL experiments already agree."""
     tree = _hashed_tree(recorded)
-    section, key = SEED_KEY
-    tree.get(section, {}).pop(key, None)
+    for section, key in SEED_KEYS:
+        tree.get(section, {}).pop(key, None)
     return tree
 
 
