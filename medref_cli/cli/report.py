@@ -40,12 +40,12 @@ def _run_ids(text: str | None) -> tuple[int, ...]:
         raise MedrefError(f"--runs expects run ids separated by commas, e.g. 3,4; got '{text}'") from None
 
 
-def _figure(ledger, name: str, runs: str | None, metric: str | None, out: Path | None) -> Path:
+def _figure(ledger, name: str, runs: str | None, metric: str | None, out: Path | None, n: int) -> Path:
     from medref_cli.reports import FigureRequest, make_figure
 
     ids = _run_ids(runs)
     target = out or FIGURE_DIR / f"{name}_runs_{'-'.join(map(str, ids)) or 'none'}.png"
-    return make_figure(ledger, name, FigureRequest(ids, target, _split([metric] if metric else None)))
+    return make_figure(ledger, name, FigureRequest(ids, target, _split([metric] if metric else None), n))
 
 
 def report(
@@ -68,10 +68,11 @@ def report(
     where: Annotated[list[str] | None, typer.Option(
         "--where", metavar="KEY=VALUE", help="Only runs whose recorded config has KEY=VALUE, e.g. train.epochs=20 (repeatable).",
         show_default=False)] = None,
-    figure: Annotated[str | None, typer.Option("--figure", metavar="NAME", help="Draw a figure instead: curves.",
+    figure: Annotated[str | None, typer.Option("--figure", metavar="NAME", help="Draw a figure instead: curves | qualitative.",
                                                   show_default=False)] = None,
     runs: Annotated[str | None, typer.Option("--runs", metavar="IDS", help="Run ids for --figure, e.g. 3,4.",
                                                 show_default=False)] = None,
+    n: Annotated[int, typer.Option("--n", metavar="N", help="Rows (test images) of --figure qualitative.")] = 4,
     ledger: LedgerOpt = None,
 ) -> None:
     """Rebuild the paper's Tables 1-3 (or a figure) from the runs recorded in the ledger."""
@@ -81,7 +82,7 @@ def report(
     led = open_ledger(ledger_url(ledger), create=False)
     try:
         if figure is not None:
-            typer.echo(f"wrote {_figure(led, figure, runs, metric, out)}")
+            typer.echo(f"wrote {_figure(led, figure, runs, metric, out, n)}")
             return
         options = ReportOptions(
             tables=_tables(table),

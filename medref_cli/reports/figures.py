@@ -16,6 +16,7 @@ from medref_cli.ledger.db import Ledger
 from medref_cli.ledger.report_queries import RunRecord, metric_history, runs_by_id
 from medref_cli.reports.layouts import ratio_label
 from medref_cli.reports.output import atomic_path
+from medref_cli.reports.qualitative import plot_qualitative
 
 IMAGE_FORMATS = ("png", "pdf", "svg")
 PANEL_COLUMNS = 3
@@ -26,6 +27,7 @@ class FigureRequest:
     run_ids: tuple[int, ...]
     out: Path
     metrics: tuple[str, ...] = ()  # metric names to draw; empty = all recorded
+    n: int = 4  # rows of the qualitative figure (test images)
 
 
 def run_label(run: RunRecord) -> str:
@@ -33,7 +35,7 @@ def run_label(run: RunRecord) -> str:
     return f"run {run.id} ({run.kind}, {run.backbone or '-'}, {ratio}, seed {run.seed})"
 
 
-def _image_format(out: Path) -> str:
+def image_format(out: Path) -> str:
     fmt = out.suffix.lower().lstrip(".")
     if fmt not in IMAGE_FORMATS:
         raise MedrefError(f"figure file {out} must end in .{', .'.join(IMAGE_FORMATS)}")
@@ -55,7 +57,7 @@ def plot_curves(ledger: Ledger, request: FigureRequest) -> Path:
     """Training curves from the metric history: one panel per metric, one line per run."""
     if not request.run_ids:
         raise MedrefError("--figure curves needs --runs, e.g. --runs 3,4")
-    fmt = _image_format(request.out)
+    fmt = image_format(request.out)
     runs = runs_by_id(ledger, list(request.run_ids))
     history = metric_history(ledger, request.run_ids)
     panels = curve_panels(history, request.metrics)
@@ -92,6 +94,7 @@ def plot_curves(ledger: Ledger, request: FigureRequest) -> Path:
 
 FIGURES: dict[str, Callable[[Ledger, FigureRequest], Path]] = {
     "curves": plot_curves,
+    "qualitative": plot_qualitative,
 }
 
 

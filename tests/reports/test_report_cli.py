@@ -52,7 +52,7 @@ def test_an_empty_ledger_gives_the_layout_with_dashes(cli, tmp_path):
         (["--definition", "mean"], "--definition must be one of global, per-image"),
         (["--metric", "f1"], "--metric expects a comma list of dice, miou"),
         (["--where", "train.epoch=3"], "--where: unknown config key 'train.epoch'"),
-        (["--figure", "qualitative", "--runs", "2"], "unknown figure 'qualitative'; available: curves"),
+        (["--figure", "nope", "--runs", "2"], "unknown figure 'nope'; available: curves, qualitative"),
         (["--figure", "curves"], "--figure curves needs --runs"),
         (["--figure", "curves", "--runs", "2,999"], "no run 999 in the ledger"),
         (["--figure", "curves", "--runs", "2", "--out", "x.gif"], "must end in .png, .pdf, .svg"),
