@@ -21,7 +21,8 @@ from medref_cli.data.decode import decode_gray, resize_image
 from medref_cli.data.views import normalise, to_unit
 from medref_cli.errors import MedrefError
 from medref_cli.evaluation import predict as predict_mod
-from medref_cli.evaluation.predict import OUTLINE_RGB, mask_outline, read_caption_table, wrap_caption
+from medref_cli.evaluation.overlay import OUTLINE_RGB, mask_outline, wrap_caption
+from medref_cli.evaluation.predict import read_caption_table
 
 SIZE = 64
 LEFT = "unilateral pulmonary infection, one infected area, lower left lung."
