@@ -31,6 +31,18 @@ ResumeOpt = Annotated[int | None, typer.Option(
          "(config as recorded; other options must agree with it).")]
 
 
+def run_options(backbone: str | None, ratio: float | None, seed: int | None, gpu: int | None, cpu: bool,
+                dataset: str | None, data: Path | None) -> dict:
+    """The config keys that the options shared by `burnin` and `train` set."""
+    return {
+        "model.backbone": backbone,
+        "split.ratio": ratio,
+        "train.seed": seed,
+        "runtime.device": device_override(gpu, cpu),
+        **data_overrides(dataset, data),
+    }
+
+
 def burnin(
     backbone: BackboneOpt = None,
     ratio: RatioOpt = None,
@@ -52,14 +64,7 @@ def burnin(
     from medref_cli.training.burnin_run import resume_burnin, run_burnin
     from medref_cli.training.resume_run import given_keys
 
-    options = {
-        "model.backbone": backbone,
-        "split.ratio": ratio,
-        "train.burnin_epochs": epochs,
-        "train.seed": seed,
-        "runtime.device": device_override(gpu, cpu),
-        **data_overrides(dataset, data),
-    }
+    options = {**run_options(backbone, ratio, seed, gpu, cpu, dataset, data), "train.burnin_epochs": epochs}
     cfg = build_config(config, set_, **options)
     url = ledger_url(ledger, cfg.runtime.results_dir)
     if resume is not None:

@@ -15,6 +15,7 @@ from medref_cli.cli.burnin import (
     RatioOpt,
     ResumeOpt,
     SeedOpt,
+    run_options,
 )
 from medref_cli.cli.common import (
     ConfigOpt,
@@ -22,8 +23,6 @@ from medref_cli.cli.common import (
     LedgerOpt,
     SetOpt,
     build_config,
-    data_overrides,
-    device_override,
     ledger_url,
 )
 
@@ -50,15 +49,8 @@ def train(
     from medref_cli.training.resume_run import given_keys
     from medref_cli.training.train_run import resume_train, run_train
 
-    options = {
-        "model.backbone": backbone,
-        "split.ratio": ratio,
-        "train.epochs": epochs,
-        "train.burnin_epochs": burnin_epochs,
-        "train.seed": seed,
-        "runtime.device": device_override(gpu, cpu),
-        **data_overrides(dataset, data),
-    }
+    options = {**run_options(backbone, ratio, seed, gpu, cpu, dataset, data), "train.epochs": epochs,
+               "train.burnin_epochs": burnin_epochs}
     cfg = build_config(config, set_, **options)
     url = ledger_url(ledger, cfg.runtime.results_dir)
     if resume is not None:
