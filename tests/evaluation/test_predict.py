@@ -6,9 +6,7 @@ expected probabilities are computed here through `load_model` and the evaluation
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import json
 from pathlib import Path
 
@@ -30,29 +28,13 @@ RIGHT = "unilateral pulmonary infection, two infected areas, upper middle right 
 BOTH = "bilateral pulmonary infection, two infected areas, lower left lung and lower right lung."
 
 
-def _invoke(*args: str) -> tuple[int, str, str]:
-    from medref_cli.cli.main import run
-
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            run(list(args))
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-    return code, out.getvalue(), err.getvalue()
-
-
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, synthetic_root):
+def trained(tmp_path_factory, synthetic_root, medref_in_process, tiny_burnin_args):
     """A recorded burn-in run of a tiny model; its ledger, checkpoint and a few test images."""
     home = tmp_path_factory.mktemp("predict")
     ledger = f"sqlite:///{home / 'ledger.db'}"
-    code, out, err = _invoke(
-        "burnin", "--dataset", "synthetic", "--data", str(synthetic_root), "--backbone", "mmi-unet-tiny",
-        "--ratio", "0.5", "--epochs", "1", "--cpu", "--set", f"data.image_size={SIZE}",
-        "--set", "model.visual_pretrained=false", "--set", "model.text_encoder=tiny-random-bert",
-        "--set", "train.batch_size=4", "--set", "runtime.progress=false",
+    code, out, err = medref_in_process(
+        *tiny_burnin_args, "--set", f"data.image_size={SIZE}",
         "--set", f"runtime.results_dir={home / 'results'}", "--ledger", ledger, "--json")
     assert code == 0, err
     summary = json.loads(out)

@@ -5,8 +5,6 @@ Two tiny MMI-UNet burn-in runs (different seeds) are trained once per module at 
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 
@@ -20,31 +18,15 @@ from medref_cli.reports.qualitative import DPI, choose_samples, figure_inches
 SIZE = 64
 
 
-def _invoke(*args: str) -> tuple[int, str, str]:
-    from medref_cli.cli.main import run
-
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            run(list(args))
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-    return code, out.getvalue(), err.getvalue()
-
-
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, synthetic_root):
+def runs(tmp_path_factory, medref_in_process, tiny_burnin_args):
     """Two recorded burn-in runs in one ledger: {"ledger": url, "ids": [a, b]}."""
     home = tmp_path_factory.mktemp("qualitative")
     ledger = f"sqlite:///{home / 'ledger.db'}"
     ids = []
     for seed in (0, 1):
-        code, out, err = _invoke(
-            "burnin", "--dataset", "synthetic", "--data", str(synthetic_root), "--backbone", "mmi-unet-tiny",
-            "--ratio", "0.5", "--epochs", "1", "--cpu", "--set", f"data.image_size={SIZE}",
-            "--set", "model.visual_pretrained=false", "--set", "model.text_encoder=tiny-random-bert",
-            "--set", "train.batch_size=4", "--set", "runtime.progress=false", "--set", f"train.seed={seed}",
+        code, out, err = medref_in_process(
+            *tiny_burnin_args, "--set", f"data.image_size={SIZE}", "--set", f"train.seed={seed}",
             "--set", f"runtime.results_dir={home / 'results'}", "--ledger", ledger, "--json")
         assert code == 0, err
         ids.append(json.loads(out)["run_id"])
