@@ -9,7 +9,7 @@ Conventions:
   momentum ``m``; integer buffers (``num_batches_tracked``) are copied from the student.
   Parameters the student keeps frozen (e.g. a frozen text encoder) are not touched: they
   are equal in both models from the deep copy on, so averaging them would be a no-op;
-- a ``torch.compile``-wrapped student is unwrapped (its ``_orig_mod``) before pairing;
+- a student wrapped by ``torch.compile`` or DistributedDataParallel is unwrapped before pairing;
 - the averaging uses ``torch._foreach_lerp_``: ``t + (1 - m) (s - t) = m t + (1 - m) s``.
 """
 
@@ -25,7 +25,9 @@ from medref_cli.errors import MedrefError
 
 
 def _unwrap(module: nn.Module) -> nn.Module:
-    return getattr(module, "_orig_mod", module)
+    from medref_cli.training.step_model import core
+
+    return core(module)
 
 
 def _paired(

@@ -22,6 +22,7 @@ from medref_cli.data.splits import SplitManifest
 from medref_cli.errors import MedrefError
 from medref_cli.models.encoders import TextEncoder
 from medref_cli.models.text_cache import TextFeatureCache
+from medref_cli.training import distributed
 from medref_cli.training.device import resolve_device
 
 
@@ -38,7 +39,7 @@ class RunInputs:
     cfg: ExperimentConfig
     device: torch.device
     data: DataIdentity
-    split: SplitResult
+    split: SplitResult | None  # None on the ranks other than 0 of a multi-process run (no ledger there)
     tensors: RunData
     encoder: TextEncoder
     text_cache: TextFeatureCache
@@ -89,7 +90,7 @@ def split_records(cfg: ExperimentConfig, data: DataIdentity, manifest: SplitMani
         wanted["unlabeled"] = [by_id[i] for i in manifest.unlabeled]
     loaded = {name: decode_or_cached(cfg, recs) for name, recs in wanted.items()}
     for name, (tensors, unsaved) in loaded.items():
-        if unsaved:
+        if unsaved and distributed.current().is_main:
             save_split_cache(tensors, wanted[name], cfg.data.image_size, tensor_cache_dir(cfg))
     on_device = {name: tensors.to(device) for name, (tensors, _) in loaded.items()}
     return RunData(on_device["labeled"], on_device.get("unlabeled"), on_device["valid"], on_device["test"])
@@ -132,13 +133,15 @@ def check_ledger(ledger_url: str) -> None:
 
 def prepare(cfg: ExperimentConfig, ledger_url: str, need_unlabeled: bool = False) -> RunInputs:
     """Device, backbone name, ledger, text encoder, data and split, in the order that fails cheapest first."""
-    device = resolve_device(cfg.runtime.device)
+    device = resolve_device(distributed.rank_device(cfg.runtime.device))
+    main = distributed.current().is_main
     check_backbone(cfg)
-    check_ledger(ledger_url)
+    if main:
+        check_ledger(ledger_url)
     seed_everything(cfg.train.seed)
     encoder, cache = build_text(cfg, device)
     data = identify_data(cfg)
     manifest, _, _ = planned_split(cfg, data)
     tensors = split_records(cfg, data, manifest, need_unlabeled, device)  # the data decodes before any write
-    split = ensure_split(cfg, ledger_url, data)
+    split = ensure_split(cfg, ledger_url, data) if main else None
     return RunInputs(cfg, device, data, split, tensors, encoder, cache)

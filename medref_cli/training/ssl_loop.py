@@ -13,6 +13,7 @@ averaged like its parameters. Model selection: validation Dice of the teacher an
 from __future__ import annotations
 
 import random
+from functools import partial
 from typing import Any
 
 import torch
@@ -23,6 +24,7 @@ from medref_cli.data.cache import SplitTensors
 from medref_cli.evaluation.evaluate import evaluate_split
 from medref_cli.losses.dice_ce import DiceCELoss
 from medref_cli.models.text_cache import TextFeatureCache
+from medref_cli.training import distributed
 from medref_cli.training.batches import epoch_batches, take
 from medref_cli.training.ema import EMATeacher
 from medref_cli.training.progress import Progress
@@ -35,6 +37,7 @@ from medref_cli.training.schedules import (
 )
 from medref_cli.training.setup import seed_everything
 from medref_cli.training.ssl_step import StepWeights, ssl_loss
+from medref_cli.training.step_model import step_model
 from medref_cli.training.supervised import BestKeeper, FitResult, LoopParts, MetricSink, steps_per_epoch
 
 
@@ -85,10 +88,11 @@ def fit_ssl(
     """
     device = labeled.images.device
     seed = cfg.train.seed
-    seed_everything(seed + 14)
+    per_rank = distributed.seed_offset()  # 0 in one process; the batch order is shared by every rank
+    seed_everything(seed + 14 + per_rank)
     order_gen = torch.Generator().manual_seed(seed + 11)
-    view_gen = torch.Generator(device=device).manual_seed(seed + 12)
-    text_rng = random.Random(seed + 13)
+    view_gen = torch.Generator(device=device).manual_seed(seed + 12 + per_rank)
+    text_rng = random.Random(seed + 13 + per_rank)
     unl_batch = cfg.train.unlabeled_batch_size or cfg.train.batch_size
     per_epoch = steps_per_epoch(len(unlabeled), unl_batch, cfg.train.max_steps_per_epoch)
     epochs = cfg.train.epochs
@@ -98,10 +102,14 @@ def fit_ssl(
                       BestKeeper(cfg.train.patience), {"order": order_gen, "view": view_gen, "text": text_rng},
                       LoopPosition(done=epochs < 1), [])
     loss_fn = DiceCELoss(cfg.train.dice_weight, cfg.train.ce_weight)
+    # wrapped before the teacher is copied: several processes start from rank 0's weights
+    stepped = step_model(student, device, uses_embed=cfg.ssl.contrastive != "none",
+                         compile_model=cfg.runtime.compile)
     teacher = EMATeacher(student) if cfg.ssl.ema else None
     teacher_model = teacher.model if teacher is not None else student
     labeled_stream = CycledBatches(len(labeled), cfg.train.batch_size, order_gen)
     winner = "student"
+    parts_checked = 0  # validations at which the teacher was compared across ranks
     sums: dict[str, torch.Tensor] = {}
     if resume is not None:
         parts.load_state_dict(student, resume)
@@ -123,13 +131,13 @@ def fit_ssl(
     while not pos.done:
         student.train()
         if pos.batches is None:
-            pos.batches = epoch_batches(len(unlabeled), unl_batch, order_gen)[:per_epoch]
+            pos.batches = distributed.trim_batches(epoch_batches(len(unlabeled), unl_batch, order_gen))[:per_epoch]
         while pos.batch_pos < len(pos.batches):
             epochs_in = pos.step / per_epoch
             weights = step_weights(cfg, epochs_in)
-            loss, step_parts = ssl_loss(student, teacher_model, take(labeled, next(labeled_stream)),
-                                        take(unlabeled, pos.batches[pos.batch_pos]), text_cache, loss_fn, cfg,
-                                        weights, view_gen, text_rng)
+            loss, step_parts = ssl_loss(stepped, teacher_model, take(labeled, distributed.shard(next(labeled_stream))),
+                                        take(unlabeled, distributed.shard(pos.batches[pos.batch_pos])), text_cache,
+                                        loss_fn, cfg, weights, view_gen, text_rng)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -142,7 +150,7 @@ def fit_ssl(
             pos.batch_pos += 1
             if pos.step % cfg.runtime.log_every == 0 or pos.step == total:
                 n = (pos.step - 1) % cfg.runtime.log_every + 1
-                values = {k: float(v) / n for k, v in sums.items()}
+                values = {k: float(v) / n for k, v in distributed.mean_over_ranks(sums).items()}
                 sums.clear()
                 values.update({"lambda_u": weights.lambda_u, "lr": scheduler.get_last_lr()[0]})
                 if teacher is not None:
@@ -156,7 +164,10 @@ def fit_ssl(
         epoch = pos.epoch
         if epoch % cfg.train.val_every == 0 or epoch == epochs:
             candidates = _candidates(cfg, student, teacher)
-            scores = _validate(candidates, valid, text_cache, cfg)
+            if teacher is not None:
+                distributed.check_identical(teacher.model, "EMA teacher")
+                parts_checked += distributed.current().active
+            scores = distributed.from_main(partial(_validate, candidates, valid, text_cache, cfg))
             name = max(scores, key=scores.get)
             if keeper.offer(scores[name], epoch, candidates[name]):
                 winner = name
@@ -170,4 +181,4 @@ def fit_ssl(
     if keeper.state is not None:
         student.load_state_dict(keeper.state)
     return FitResult(keeper.best, keeper.best_epoch, pos.epochs_run, pos.step, keeper.should_stop,
-                     parts.history), winner
+                     parts.history, teacher_checks=parts_checked), winner

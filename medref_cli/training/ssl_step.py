@@ -32,7 +32,9 @@ from medref_cli.models.encoders import TextFeatures
 from medref_cli.models.text_cache import TextFeatureCache
 from medref_cli.text.augment import mix_captions, student_captions_from_config, swap_sides
 from medref_cli.training.batches import Batch, model_input
+from medref_cli.training.distributed import gather_rows
 from medref_cli.training.precision import autocast
+from medref_cli.training.step_model import core
 
 
 @dataclass
@@ -133,10 +135,13 @@ def ssl_loss(
              "mixed_share": view.mixed.float().mean(), "pseudo_fg": view.pseudo.mean()}
     if cfg.ssl.contrastive != "none":
         with autocast(images.device, cfg.runtime.amp):
-            v, u = student.embed(out.fused, text)
+            v, u = core(student).embed(out.fused, text)
+        # across processes, each term sees the embeddings of the whole global batch (gradients flow back)
         v, u = v.float(), u.float()
-        c_sup = contrastive_term(cfg.ssl.contrastive, v[:n_l], u[:n_l], lab.labels.float(), cfg.ssl.itcl_tau)
-        c_uns = contrastive_term(cfg.ssl.contrastive, v[n_l:], u[n_l:], view.labels.float(), cfg.ssl.itcl_tau)
+        c_sup = contrastive_term(cfg.ssl.contrastive, gather_rows(v[:n_l]), gather_rows(u[:n_l]),
+                                 gather_rows(lab.labels.float()), cfg.ssl.itcl_tau)
+        c_uns = contrastive_term(cfg.ssl.contrastive, gather_rows(v[n_l:]), gather_rows(u[n_l:]),
+                                 gather_rows(view.labels.float()), cfg.ssl.itcl_tau)
         total = total + weights.lambda_itcl_sup * c_sup + weights.lambda_itcl_unsup * c_uns
         parts.update({"loss_itc_sup": c_sup.detach(), "loss_itc_unsup": c_uns.detach()})
     parts["loss"] = total.detach()

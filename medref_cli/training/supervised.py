@@ -21,6 +21,7 @@ from medref_cli.data.views import to_unit, weak_view
 from medref_cli.evaluation.evaluate import evaluate_split
 from medref_cli.losses.dice_ce import DiceCELoss
 from medref_cli.models.text_cache import TextFeatureCache
+from medref_cli.training import distributed
 from medref_cli.training.batches import epoch_batches, model_input, take
 from medref_cli.training.precision import autocast
 from medref_cli.training.progress import Progress
@@ -33,6 +34,8 @@ from medref_cli.training.resume import (
     rng_state,
 )
 from medref_cli.training.schedules import build_cosine_scheduler, build_optimizer
+from medref_cli.training.setup import seed_everything
+from medref_cli.training.step_model import step_model
 
 MetricSink = Callable[[dict[str, float], int], None]
 
@@ -45,10 +48,15 @@ class FitResult:
     steps: int
     stopped_early: bool
     history: list[dict[str, float]] = field(default_factory=list)
+    # validations at which the EMA teacher was found identical on every rank (several processes)
+    teacher_checks: int = 0
 
 
 def steps_per_epoch(n: int, batch_size: int, cap: int) -> int:
+    """Batches of one pass; across N processes a last batch of fewer than N rows is dropped."""
     steps = max(1, math.ceil(n / batch_size))
+    if 0 < n % batch_size < distributed.current().world and steps > 1:
+        steps -= 1
     return min(steps, cap) if cap > 0 else steps
 
 
@@ -121,7 +129,7 @@ def supervised_loss(
     generator: torch.Generator,
 ) -> torch.Tensor:
     """DiceCE of the model on the weak view of one labeled batch."""
-    batch = take(labeled, index)
+    batch = take(labeled, distributed.shard(index))
     weak = weak_view(to_unit(batch.images), batch.masks, generator, (cfg.ssl.zoom_min, cfg.ssl.zoom_max))
     device = labeled.images.device
     with autocast(device, cfg.runtime.amp):
@@ -147,8 +155,10 @@ def fit_supervised(
     loaded resume state) continues a killed run exactly where that state was taken.
     """
     device = labeled.images.device
+    if distributed.current().rank > 0:  # its own dropout draws; rank 0 keeps the single-process stream
+        seed_everything(cfg.train.seed + distributed.seed_offset())
     order_gen = torch.Generator().manual_seed(cfg.train.seed)
-    view_gen = torch.Generator(device=device).manual_seed(cfg.train.seed + 1)
+    view_gen = torch.Generator(device=device).manual_seed(cfg.train.seed + 1 + distributed.seed_offset())
     per_epoch = steps_per_epoch(len(labeled), cfg.train.batch_size, cfg.train.max_steps_per_epoch)
     total = max(1, per_epoch * epochs)
     optimizer = build_optimizer(model, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
@@ -161,19 +171,26 @@ def fit_supervised(
         parts.load_state_dict(model, resume)
         running.copy_(resume["running"])
     pos, keeper, scheduler = parts.position, parts.keeper, parts.scheduler
+    stepped = step_model(model, device, uses_embed=False, compile_model=cfg.runtime.compile)
 
     def save() -> None:
         if checkpoints is not None:
             checkpoints.save({**parts.state_dict(model), "running": running.detach().cpu()})
+
+    def validate() -> tuple[float, float]:
+        val = evaluate_split(model, valid, text_cache, cfg.eval.threshold, cfg.train.batch_size,
+                             cfg.runtime.amp, cfg.runtime.channels_last)
+        return val.metrics["dice_global"], val.metrics["iou_global"]
 
     progress.start("burn-in", total)
     progress.update(pos.step)
     while not pos.done:
         model.train()
         if pos.batches is None:
-            pos.batches = epoch_batches(len(labeled), cfg.train.batch_size, order_gen)[:per_epoch]
+            pos.batches = distributed.trim_batches(
+                epoch_batches(len(labeled), cfg.train.batch_size, order_gen))[:per_epoch]
         while pos.batch_pos < len(pos.batches):
-            loss = supervised_loss(model, labeled, pos.batches[pos.batch_pos], text_cache, loss_fn, cfg, view_gen)
+            loss = supervised_loss(stepped, labeled, pos.batches[pos.batch_pos], text_cache, loss_fn, cfg, view_gen)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -183,7 +200,7 @@ def fit_supervised(
             pos.batch_pos += 1
             if pos.step % cfg.runtime.log_every == 0 or pos.step == total:
                 n = (pos.step - 1) % cfg.runtime.log_every + 1
-                value = float(running) / n
+                value = float(distributed.mean_over_ranks({"loss": running})["loss"]) / n
                 running.zero_()
                 log({"train_loss": value, "lr": scheduler.get_last_lr()[0]}, pos.step)
                 progress.update(pos.step, loss=value)
@@ -193,11 +210,9 @@ def fit_supervised(
                 save()
         epoch = pos.epoch
         if epoch % cfg.train.val_every == 0 or epoch == epochs:
-            val = evaluate_split(model, valid, text_cache, cfg.eval.threshold, cfg.train.batch_size,
-                                 cfg.runtime.amp, cfg.runtime.channels_last)
-            val_dice = val.metrics["dice_global"]
+            val_dice, val_iou = distributed.from_main(validate)  # rank 0 decides for every rank
             keeper.offer(val_dice, epoch, model)
-            record = {"epoch": epoch, "val_dice_global": val_dice, "val_iou_global": val.metrics["iou_global"]}
+            record = {"epoch": epoch, "val_dice_global": val_dice, "val_iou_global": val_iou}
             parts.history.append(record)
             log({k: v for k, v in record.items() if k != "epoch"}, pos.step)
             progress.update(pos.step, dice=val_dice, epoch=epoch)

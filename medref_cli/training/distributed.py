@@ -1,0 +1,223 @@
+"""Data-parallel training over several processes (torch.distributed: NCCL on GPUs, gloo on the CPU).
+
+Conventions, so that N processes compute what one process computes at the same config:
+
+- ``train.batch_size`` (and ``train.unlabeled_batch_size``) is the GLOBAL batch: every rank
+  draws the same shuffled order (same seeded generator) and takes its contiguous 1/N slice of
+  each batch, so rank 0's rows come first, as in the single-process batch;
+- the last batch of an epoch is trimmed to a multiple of N rows (at most N-1 samples of a
+  pass are left out, a different few every epoch);
+- gradients are averaged by DistributedDataParallel; BatchNorm statistics are summed over all
+  ranks (`SyncBatchNorm2d`), and the contrastive terms see the embeddings of all ranks
+  (`gather_rows`), so both equal their single-process values on the global batch;
+- per-rank augmentation draws come from generators seeded per rank (rank 0 keeps the
+  single-process seeds);
+- only rank 0 touches the ledger, the artifacts and the terminal; decisions that steer the
+  loop (validation scores, early stopping) are made on rank 0 and broadcast.
+
+The process group is set up from the usual torchrun variables (RANK, WORLD_SIZE, LOCAL_RANK,
+MASTER_ADDR, MASTER_PORT), so ``torchrun -m medref_cli train ...`` works as well as
+``medref train --gpus 0,1``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TypeVar
+
+import torch
+from torch import nn
+
+from medref_cli.errors import MedrefError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+
+_CURRENT = Dist()
+
+
+def current() -> Dist:
+    return _CURRENT
+
+
+def env_world() -> Dist:
+    """The rank layout the environment describes (torchrun's variables); world 1 when unset."""
+    try:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", str(rank)))
+    except ValueError:
+        raise MedrefError("RANK, WORLD_SIZE and LOCAL_RANK must be integers") from None
+    if world < 1 or not 0 <= rank < world:
+        raise MedrefError(f"bad rank layout: RANK={rank}, WORLD_SIZE={world}")
+    return Dist(rank, world, local)
+
+
+def start(device: torch.device) -> Dist:
+    """Join the process group the environment describes (a no-op for one process)."""
+    global _CURRENT
+    layout = env_world()
+    if layout.active and not torch.distributed.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        torch.distributed.init_process_group(backend, rank=layout.rank, world_size=layout.world,
+                                             timeout=timedelta(minutes=60),
+                                             device_id=device if device.type == "cuda" else None)
+    _CURRENT = layout
+    return layout
+
+
+def stop() -> None:
+    global _CURRENT
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    _CURRENT = Dist()
+
+
+def rank_device(spec: str) -> str:
+    """The device of this rank: the launcher's per-rank list, else cuda:LOCAL_RANK for a GPU spec."""
+    layout = env_world()
+    listed = os.environ.get("MEDREF_RANK_DEVICES")
+    if listed:
+        devices = listed.split(",")
+        if len(devices) != layout.world:
+            raise MedrefError(f"MEDREF_RANK_DEVICES names {len(devices)} devices for {layout.world} ranks")
+        return devices[layout.local_rank]
+    if layout.active and spec.strip().lower() in ("auto", "cuda") and torch.cuda.is_available():
+        return f"cuda:{layout.local_rank}"
+    return spec
+
+
+def from_main(fn: Callable[[], T]) -> T:
+    """Rank 0 computes fn(); every rank returns its value (the others never call fn)."""
+    dist = current()
+    if not dist.active:
+        return fn()
+    box = [fn() if dist.is_main else None]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def barrier() -> None:
+    if current().active:
+        torch.distributed.barrier()
+
+
+def mean_over_ranks(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Each scalar averaged over the ranks (one collective for all of them)."""
+    if not current().active or not values:
+        return values
+    keys = sorted(values)
+    stacked = torch.stack([values[k].float() for k in keys])
+    torch.distributed.all_reduce(stacked)
+    stacked /= current().world
+    return dict(zip(keys, stacked.unbind(), strict=True))
+
+
+def trim_batches(batches: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The last batch cut to a multiple of the world size (dropped when that leaves nothing)."""
+    world = current().world
+    if world == 1 or not batches:
+        return batches
+    last = batches[-1][: len(batches[-1]) // world * world]
+    return batches[:-1] + ([last] if len(last) else [])
+
+
+def shard(index: torch.Tensor) -> torch.Tensor:
+    """This rank's contiguous slice of a global batch of indices."""
+    dist = current()
+    if not dist.active:
+        return index
+    if len(index) % dist.world:
+        raise MedrefError(f"a batch of {len(index)} rows does not split over {dist.world} processes")
+    return index.view(dist.world, -1)[dist.rank]
+
+
+class _SumOverRanks(torch.autograd.Function):
+    """y = sum over ranks of x; every rank's loss depends on every rank's x, so dx = sum of dy."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        y = x.clone()
+        torch.distributed.all_reduce(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        torch.distributed.all_reduce(grad)
+        return grad
+
+
+class _GatherRows(torch.autograd.Function):
+    """y = the rows of every rank, in rank order; dx = this rank's rows of the summed dy."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        parts = [torch.empty_like(x) for _ in range(current().world)]
+        torch.distributed.all_gather(parts, x.contiguous())
+        ctx.rows = x.shape[0]
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        torch.distributed.all_reduce(grad)
+        return grad[current().rank * ctx.rows: (current().rank + 1) * ctx.rows]
+
+
+def sum_over_ranks(x: torch.Tensor) -> torch.Tensor:
+    """Differentiable all-reduce (sum); the identity in one process."""
+    return _SumOverRanks.apply(x) if current().active else x
+
+
+def gather_rows(x: torch.Tensor) -> torch.Tensor:
+    """The rows of every rank (equal row counts), in rank order; gradients flow back to each rank's
+    own rows. The identity in one process."""
+    return _GatherRows.apply(x) if current().active else x
+
+
+def fingerprint(module: nn.Module) -> str:
+    """sha256 over the bytes of every floating tensor of the module's state (exact identity)."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        if tensor.is_floating_point():
+            digest.update(name.encode())
+            digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def check_identical(module: nn.Module, what: str) -> None:
+    """Raise when `module` differs between the ranks (compared by fingerprint)."""
+    if not current().active:
+        return
+    prints: list[str | None] = [None] * current().world
+    torch.distributed.all_gather_object(prints, fingerprint(module))
+    if len(set(prints)) != 1:
+        differing = [r for r, p in enumerate(prints) if p != prints[0]]
+        raise MedrefError(f"the {what} differs between ranks (rank(s) {differing} differ from rank 0)")
+
+
+def seed_offset() -> int:
+    """Added to the seeds of per-sample random draws, so ranks augment differently (0 on rank 0)."""
+    return 7919 * current().rank
