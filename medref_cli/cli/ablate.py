@@ -3,40 +3,35 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from medref_cli.cli.common import ConfigOpt, JsonOpt, LedgerOpt, SetOpt, console, data_overrides, ledger_url
+from medref_cli.cli.common import (
+    ConfigOpt,
+    JsonOpt,
+    LedgerOpt,
+    SetOpt,
+    console,
+    data_overrides,
+    int_list,
+    ledger_url,
+)
 
 STATE_STYLE = {"done": "green", "stale": "yellow", "failed": "red", "running": "cyan", "pending": "white"}
 
 
-def _int_list(text: Optional[str], what: str) -> list[int] | None:
-    from medref_cli.errors import MedrefError
-
-    if text is None:
-        return None
-    try:
-        values = [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise MedrefError(f"{what} expects comma-separated integers, got '{text}'") from None
-    if any(v < 0 for v in values):
-        raise MedrefError(f"{what} expects integers >= 0, got '{text}'")
-    return values
-
-
 def ablate(
     table: Annotated[int, typer.Option(help="Which grid: 2 (components) or 3 (augmentations and alignment).")],
-    backbone: Annotated[Optional[str], typer.Option(help="Registered model name.")] = None,
-    ratio: Annotated[Optional[list[float]], typer.Option(help="Label ratio(s) (default: the paper's).")] = None,
+    backbone: Annotated[str | None, typer.Option(help="Registered model name.")] = None,
+    ratio: Annotated[list[float] | None, typer.Option(help="Label ratio(s) (default: the paper's).")] = None,
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds (split and training seed).")] = "0",
-    dataset: Annotated[Optional[str], typer.Option(help="synthetic | qata | mosmed | custom.")] = None,
-    data: Annotated[Optional[Path], typer.Option(help="Data folder.")] = None,
+    dataset: Annotated[str | None, typer.Option(help="synthetic | qata | mosmed | custom.")] = None,
+    data: Annotated[Path | None, typer.Option(help="Data folder.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print every cell with its state; run nothing.")] = False,
     jobs: Annotated[int, typer.Option(help="Cells run side by side (CPU).")] = 1,
-    gpus: Annotated[Optional[str], typer.Option(help="Comma-separated GPU ids: one cell per GPU.")] = None,
-    grid_dir: Annotated[Optional[Path], typer.Option(help="Folder of the row files.")] = None,
+    gpus: Annotated[str | None, typer.Option(help="Comma-separated GPU ids: one cell per GPU.")] = None,
+    grid_dir: Annotated[Path | None, typer.Option(help="Folder of the row files.")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     ledger: LedgerOpt = None,
@@ -54,8 +49,8 @@ def ablate(
         raise MedrefError(f"--jobs must be >= 1, got {jobs}")
     overrides = {"model.backbone": backbone, **data_overrides(dataset, data)}
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    seed_list = _int_list(seeds, "--seeds") or []
-    gpu_list = _int_list(gpus, "--gpus")
+    seed_list = int_list(seeds, "--seeds") or []
+    gpu_list = int_list(gpus, "--gpus")
     cells = build_cells(table, config, set_ or [], overrides, ratio, seed_list, grid_dir)
     results_dir = load_config(config, overrides, set_ or ()).runtime.results_dir
     url = ledger_url(ledger, results_dir)

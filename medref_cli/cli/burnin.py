@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +16,7 @@ from medref_cli.cli.common import (
     build_config,
     data_overrides,
     device_override,
+    int_list,
     ledger_url,
 )
 
@@ -29,16 +31,43 @@ ResumeOpt = Annotated[int | None, typer.Option(
     "--resume", metavar="RUN_ID", show_default=False,
     help="Continue a killed, lost or failed run as the same ledger run, from its last checkpoint "
          "(config as recorded; other options must agree with it).")]
+GpusOpt = Annotated[str | None, typer.Option(
+    help="Comma-separated GPU ids: data-parallel over one process per GPU (NCCL); train.batch_size is the "
+         "global batch.", show_default=False)]
+NprocOpt = Annotated[int | None, typer.Option(
+    help="Data-parallel CPU processes (gloo); train.batch_size is the global batch.", show_default=False)]
+CompileOpt = Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile the trained model "
+                                                 "(runtime.compile).", show_default=False)]
+
+
+def execute(command: str, cfg, url: str, gpus: str | None, nproc: int | None, resume: int | None,
+            single: Callable[[], dict]) -> dict | None:
+    """Run `command` in this process (`single`), over launched worker processes (--gpus / --nproc),
+    or as one rank under torchrun. The summary to print; None on the silent ranks under torchrun."""
+    from medref_cli.errors import MedrefError
+    from medref_cli.training import distributed, launch
+
+    devices = launch.rank_devices(int_list(gpus, "--gpus"), nproc, cfg.runtime.device)
+    several = devices is not None or distributed.env_world().active
+    if several and resume is not None:
+        raise MedrefError("--resume continues a run in one process; drop --gpus/--nproc (the global batch "
+                          "is the same)")
+    if devices is not None:
+        return launch.launch(command, cfg, url, devices)
+    if several:
+        return launch.run_rank(command, cfg, url)
+    return single()
 
 
 def run_options(backbone: str | None, ratio: float | None, seed: int | None, gpu: int | None, cpu: bool,
-                dataset: str | None, data: Path | None) -> dict:
+                dataset: str | None, data: Path | None, compile_: bool | None = None) -> dict:
     """The config keys that the options shared by `burnin` and `train` set."""
     return {
         "model.backbone": backbone,
         "split.ratio": ratio,
         "train.seed": seed,
         "runtime.device": device_override(gpu, cpu),
+        "runtime.compile": compile_,
         **data_overrides(dataset, data),
     }
 
@@ -50,6 +79,9 @@ def burnin(
     data: DataOpt = None,
     gpu: GpuOpt = None,
     cpu: CpuOpt = False,
+    gpus: GpusOpt = None,
+    nproc: NprocOpt = None,
+    compile_: CompileOpt = None,
     epochs: Annotated[int | None, typer.Option(help="Burn-in epochs (train.burnin_epochs).")] = None,
     seed: SeedOpt = None,
     config: ConfigOpt = None,
@@ -61,26 +93,29 @@ def burnin(
     """Train the student on the labeled split only; record checkpoint and test metrics."""
     import json
 
-    from medref_cli.training.burnin_run import resume_burnin, run_burnin
+    from medref_cli.training.burnin_run import burnin_summary, resume_burnin, run_burnin
     from medref_cli.training.resume_run import given_keys
 
-    options = {**run_options(backbone, ratio, seed, gpu, cpu, dataset, data), "train.burnin_epochs": epochs}
+    options = {**run_options(backbone, ratio, seed, gpu, cpu, dataset, data, compile_),
+               "train.burnin_epochs": epochs}
     cfg = build_config(config, set_, **options)
     url = ledger_url(ledger, cfg.runtime.results_dir)
-    if resume is not None:
-        outcome = resume_burnin(url, resume, cfg, given_keys(config, set_, options))
-    else:
-        outcome = run_burnin(cfg, url)
-    summary = {"run_id": outcome.run_id, "checkpoint": str(outcome.checkpoint), "best_epoch": outcome.fit.best_epoch,
-               "val_dice_best": outcome.fit.best_val_dice, **outcome.test.prefixed("test")}
+
+    def single() -> dict:
+        if resume is not None:
+            return burnin_summary(resume_burnin(url, resume, cfg, given_keys(config, set_, options)))
+        return burnin_summary(run_burnin(cfg, url))
+
+    s = execute("burnin", cfg, url, gpus, nproc, resume, single)
+    if s is None:
+        return
     if json_:
-        typer.echo(json.dumps(summary))
+        typer.echo(json.dumps(s))
     else:
-        m = outcome.test.metrics
         typer.echo(
-            f"burn-in run {outcome.run_id}: best epoch {outcome.fit.best_epoch} (val Dice {outcome.fit.best_val_dice:.4f})"
-            f"\ntest Dice global {m['dice_global']:.4f}  IoU global {m['iou_global']:.4f}  "
-            f"Dice per image {m['dice_per_image_mean']:.4f} ± {m['dice_per_image_std']:.4f}  "
-            f"IoU per image {m['iou_per_image_mean']:.4f} ± {m['iou_per_image_std']:.4f}  (n={m['n_images']})"
-            f"\ncheckpoint {outcome.checkpoint}"
+            f"burn-in run {s['run_id']}: best epoch {s['best_epoch']} (val Dice {s['val_dice_best']:.4f})"
+            f"\ntest Dice global {s['test_dice_global']:.4f}  IoU global {s['test_iou_global']:.4f}  "
+            f"Dice per image {s['test_dice_per_image_mean']:.4f} ± {s['test_dice_per_image_std']:.4f}  "
+            f"IoU per image {s['test_iou_per_image_mean']:.4f} ± {s['test_iou_per_image_std']:.4f}  "
+            f"(n={int(s['test_n_images'])})\ncheckpoint {s['checkpoint']}"
         )

@@ -72,3 +72,18 @@ def data_overrides(dataset: str | None, data: Path | None) -> dict[str, Any]:
     elif dataset is not None:
         overrides["data.dataset"] = dataset
     return overrides
+
+
+def int_list(text: str | None, what: str) -> list[int] | None:
+    """'0,1,3' -> [0, 1, 3] (None stays None); one clear error for anything else."""
+    from medref_cli.errors import MedrefError
+
+    if text is None:
+        return None
+    try:
+        values = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise MedrefError(f"{what} expects comma-separated integers, got '{text}'") from None
+    if any(v < 0 for v in values):
+        raise MedrefError(f"{what} expects integers >= 0, got '{text}'")
+    return values

@@ -8,13 +8,17 @@ import typer
 
 from medref_cli.cli.burnin import (
     BackboneOpt,
+    CompileOpt,
     CpuOpt,
     DataOpt,
     DatasetOpt,
     GpuOpt,
+    GpusOpt,
+    NprocOpt,
     RatioOpt,
     ResumeOpt,
     SeedOpt,
+    execute,
     run_options,
 )
 from medref_cli.cli.common import (
@@ -34,6 +38,9 @@ def train(
     data: DataOpt = None,
     gpu: GpuOpt = None,
     cpu: CpuOpt = False,
+    gpus: GpusOpt = None,
+    nproc: NprocOpt = None,
+    compile_: CompileOpt = None,
     epochs: Annotated[int | None, typer.Option(help="Semi-supervised epochs (train.epochs).")] = None,
     burnin_epochs: Annotated[int | None, typer.Option(help="Burn-in epochs (train.burnin_epochs).")] = None,
     seed: SeedOpt = None,
@@ -47,27 +54,28 @@ def train(
     import json
 
     from medref_cli.training.resume_run import given_keys
-    from medref_cli.training.train_run import resume_train, run_train
+    from medref_cli.training.train_run import resume_train, run_train, train_summary
 
-    options = {**run_options(backbone, ratio, seed, gpu, cpu, dataset, data), "train.epochs": epochs,
+    options = {**run_options(backbone, ratio, seed, gpu, cpu, dataset, data, compile_), "train.epochs": epochs,
                "train.burnin_epochs": burnin_epochs}
     cfg = build_config(config, set_, **options)
     url = ledger_url(ledger, cfg.runtime.results_dir)
-    if resume is not None:
-        burnin_id, reused, outcome = resume_train(url, resume, cfg, given_keys(config, set_, options))
-    else:
-        burnin_id, reused, outcome = run_train(cfg, url)
-    m = outcome.test.metrics
-    summary = {"run_id": outcome.run_id, "burnin_run_id": burnin_id, "burnin_reused": reused,
-               "checkpoint": str(outcome.checkpoint), "val_dice_best": outcome.fit.best_val_dice,
-               **outcome.test.prefixed("test")}
+
+    def single() -> dict:
+        if resume is not None:
+            return train_summary(*resume_train(url, resume, cfg, given_keys(config, set_, options)))
+        return train_summary(*run_train(cfg, url))
+
+    s = execute("train", cfg, url, gpus, nproc, resume, single)
+    if s is None:
+        return
     if json_:
-        typer.echo(json.dumps(summary))
+        typer.echo(json.dumps(s))
         return
     typer.echo(
-        f"train run {outcome.run_id} (burn-in run {burnin_id}{', reused' if reused else ''}): best epoch "
-        f"{outcome.fit.best_epoch} (val Dice {outcome.fit.best_val_dice:.4f})\n"
-        f"test Dice global {m['dice_global']:.4f}  IoU global {m['iou_global']:.4f}  "
-        f"Dice per image {m['dice_per_image_mean']:.4f} ± {m['dice_per_image_std']:.4f}  (n={m['n_images']})\n"
-        f"checkpoint {outcome.checkpoint}"
+        f"train run {s['run_id']} (burn-in run {s['burnin_run_id']}{', reused' if s['burnin_reused'] else ''}): "
+        f"best epoch {s['best_epoch']} (val Dice {s['val_dice_best']:.4f})\n"
+        f"test Dice global {s['test_dice_global']:.4f}  IoU global {s['test_iou_global']:.4f}  "
+        f"Dice per image {s['test_dice_per_image_mean']:.4f} ± {s['test_dice_per_image_std']:.4f}  "
+        f"(n={int(s['test_n_images'])})\ncheckpoint {s['checkpoint']}"
     )

@@ -163,6 +163,10 @@ class RunRecorder:
 
 
 def _command_line() -> str:
+    """The user's command (a worker process of a multi-process run is told its launcher's)."""
+    launched = os.environ.get("MEDREF_COMMAND_LINE")
+    if launched:
+        return launched
     return " ".join(["medref", *sys.argv[1:]]) if sys.argv else "medref"
 
 

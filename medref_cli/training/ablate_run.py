@@ -51,7 +51,7 @@ def _launch(slot: Slot, cell: Cell, workdir: Path, ledger_url: str) -> None:
     slot.cell = cell
 
 
-def _reap(slot: Slot, outcomes: dict[str, str], on_done) -> bool:  # noqa: ANN001
+def _reap(slot: Slot, outcomes: dict[str, str], on_done) -> bool:
     if slot.proc is None or slot.proc.poll() is None:
         return False
     code = slot.proc.returncode
@@ -63,7 +63,7 @@ def _reap(slot: Slot, outcomes: dict[str, str], on_done) -> bool:  # noqa: ANN00
 
 
 def run_phase(cells: list[Cell], slots: list[Slot], workdir: Path, ledger_url: str,
-              outcomes: dict[str, str], on_done) -> None:  # noqa: ANN001
+              outcomes: dict[str, str], on_done) -> None:
     """Run `cells` on the free slots until all have ended."""
     queue = list(cells)
     try:

@@ -194,7 +194,7 @@ def assess(ledger_url: str, cells: list[Cell]) -> None:
         ledger.dispose()
 
 
-def _state(runs: list, current: str, status_of) -> tuple[str, int | None]:  # noqa: ANN001
+def _state(runs: list, current: str, status_of) -> tuple[str, int | None]:
     finished = [r for r in runs if r.status == "finished"]
     fresh = [r for r in finished if r.code_version == current]
     if fresh:

@@ -9,7 +9,9 @@ lost or failed burn-in run from it, as the same ledger run.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +20,10 @@ from torch import nn
 from medref_cli.config import ExperimentConfig, SSLConfig, TrainConfig, to_dict
 from medref_cli.evaluation.evaluate import EvalResult, evaluate_split
 from medref_cli.ledger import RunRecorder, open_ledger, record_run, reopen_run
+from medref_cli.training import distributed
 from medref_cli.training.checkpoint import save_checkpoint
 from medref_cli.training.progress import Progress
+from medref_cli.training.resume import ResumeWriter
 from medref_cli.training.resume_run import (
     check_results_room,
     check_same_data,
@@ -28,7 +32,7 @@ from medref_cli.training.resume_run import (
     run_dir,
 )
 from medref_cli.training.setup import RunInputs, build_model, prepare
-from medref_cli.training.supervised import FitResult, fit_supervised
+from medref_cli.training.supervised import FitResult, MetricSink, fit_supervised
 
 CHECKPOINT_FORMAT = 1
 
@@ -84,25 +88,63 @@ def finish_run(run: RunRecorder, inputs: RunInputs, model: nn.Module, fit: FitRe
     return TrainOutcome(run.id, path, fit, test)
 
 
-def _fit(run: RunRecorder, inputs: RunInputs, model: nn.Module, resume: dict | None) -> FitResult:
+@contextlib.contextmanager
+def main_rank_run(ledger_url: str, kind: str, cfg: ExperimentConfig, inputs: RunInputs,
+                  **facts) -> Iterator[RunRecorder | None]:
+    """`record_run` on rank 0; None on the other ranks of a multi-process run, which never touch
+    the ledger (they train in step with rank 0)."""
+    if not distributed.current().is_main:
+        yield None
+        return
+    ledger = open_ledger(ledger_url)
+    try:
+        with record_run(ledger, kind, cfg, **inputs.split.ledger_facts(), **facts) as run:
+            if distributed.current().active:
+                run.merge_tags(world_size=distributed.current().world)
+            yield run
+    finally:
+        ledger.dispose()
+
+
+@dataclass
+class Sinks:
+    """Where a training loop reports: the ledger run, the terminal, the resume checkpoint."""
+
+    log: MetricSink
+    progress: Progress
+    checkpoints: ResumeWriter | None
+
+    @classmethod
+    def of(cls, run: RunRecorder | None, cfg: ExperimentConfig, phase: str) -> Sinks:
+        if run is None:  # a rank other than 0
+            return cls(lambda values, step: None, Progress(False), None)
+        return cls(run.log_metrics, Progress(cfg.runtime.progress), resume_writer(run, cfg, phase))
+
+
+def burnin_summary(outcome: TrainOutcome) -> dict:
+    """What `medref burnin` prints (as JSON with --json)."""
+    return {"run_id": outcome.run_id, "checkpoint": str(outcome.checkpoint), "best_epoch": outcome.fit.best_epoch,
+            "val_dice_best": outcome.fit.best_val_dice, **outcome.test.prefixed("test")}
+
+
+def _fit(run: RunRecorder | None, inputs: RunInputs, model: nn.Module, resume: dict | None) -> FitResult:
     cfg = inputs.cfg
+    sinks = Sinks.of(run, cfg, "burnin")
     return fit_supervised(model, inputs.tensors.labeled, inputs.tensors.valid, inputs.text_cache, cfg,
-                          cfg.train.burnin_epochs, run.log_metrics, Progress(cfg.runtime.progress),
-                          checkpoints=resume_writer(run, cfg, "burnin"), resume=resume)
+                          cfg.train.burnin_epochs, sinks.log, sinks.progress, checkpoints=sinks.checkpoints,
+                          resume=resume)
 
 
-def run_burnin(cfg: ExperimentConfig, ledger_url: str, inputs: RunInputs | None = None) -> TrainOutcome:
-    """Train and record a burn-in run. `inputs` (prepared for the same data and split) avoids loading twice."""
+def run_burnin(cfg: ExperimentConfig, ledger_url: str, inputs: RunInputs | None = None) -> TrainOutcome | None:
+    """Train and record a burn-in run. `inputs` (prepared for the same data and split) avoids loading
+    twice. None on the ranks other than 0 of a multi-process run."""
     cfg = burnin_config(cfg)
     inputs = prepare(cfg, ledger_url) if inputs is None else dataclasses.replace(inputs, cfg=cfg)
     model = build_model(cfg, inputs.encoder.dim, inputs.device)
     check_results_room(cfg, model)
-    ledger = open_ledger(ledger_url)
-    try:
-        with record_run(ledger, "burnin", cfg, **inputs.split.ledger_facts()) as run:
-            return finish_run(run, inputs, model, _fit(run, inputs, model, None), "burnin")
-    finally:
-        ledger.dispose()
+    with main_rank_run(ledger_url, "burnin", cfg, inputs) as run:
+        fit = _fit(run, inputs, model, None)
+        return None if run is None else finish_run(run, inputs, model, fit, "burnin")
 
 
 def resume_burnin(ledger_url: str, run_id: int, given: ExperimentConfig, keys: set[str]) -> TrainOutcome:

@@ -15,16 +15,22 @@ from torch import nn
 
 from medref_cli.config import ExperimentConfig, config_hash
 from medref_cli.errors import MedrefError
-from medref_cli.ledger import RunRecorder, find_finished, open_ledger, record_run, reopen_run
+from medref_cli.ledger import RunRecorder, find_finished, open_ledger, reopen_run
 from medref_cli.ledger.provenance import code_version
-from medref_cli.training.burnin_run import TrainOutcome, burnin_config, finish_run, run_burnin
+from medref_cli.training import distributed
+from medref_cli.training.burnin_run import (
+    Sinks,
+    TrainOutcome,
+    burnin_config,
+    finish_run,
+    main_rank_run,
+    run_burnin,
+)
 from medref_cli.training.checkpoint import load_checkpoint
-from medref_cli.training.progress import Progress
 from medref_cli.training.resume_run import (
     check_results_room,
     check_same_data,
     load_resume_source,
-    resume_writer,
 )
 from medref_cli.training.setup import RunInputs, build_model, prepare
 from medref_cli.training.ssl_loop import fit_ssl
@@ -56,22 +62,39 @@ def burnin_weights(ledger_url: str, burnin_id: int) -> dict:
     return load_checkpoint(path, sha)["model"]
 
 
-def _fit_and_finish(run: RunRecorder, inputs: RunInputs, student: nn.Module, resume: dict | None) -> TrainOutcome:
+def _fit_and_finish(run: RunRecorder | None, inputs: RunInputs, student: nn.Module,
+                    resume: dict | None) -> TrainOutcome | None:
     cfg, t = inputs.cfg, inputs.tensors
-    fit, winner = fit_ssl(student, t.labeled, t.unlabeled, t.valid, inputs.text_cache, cfg, run.log_metrics,
-                          Progress(cfg.runtime.progress), checkpoints=resume_writer(run, cfg, "train"), resume=resume)
+    sinks = Sinks.of(run, cfg, "train")
+    fit, winner = fit_ssl(student, t.labeled, t.unlabeled, t.valid, inputs.text_cache, cfg, sinks.log,
+                          sinks.progress, checkpoints=sinks.checkpoints, resume=resume)
+    if run is None:  # a rank other than 0
+        return None
     outcome = finish_run(run, inputs, student, fit, "train", {"selected": winner})
     run.merge_tags(selected=winner)
+    if fit.teacher_checks:
+        run.merge_tags(teacher_identical_checks=fit.teacher_checks)
     return outcome
 
 
-def run_train(cfg: ExperimentConfig, ledger_url: str) -> tuple[int, bool, TrainOutcome]:
-    """Returns (burn-in run id, whether it was reused, the SSL outcome)."""
+def train_summary(burnin_id: int, reused: bool, outcome: TrainOutcome) -> dict:
+    """What `medref train` prints (as JSON with --json)."""
+    return {"run_id": outcome.run_id, "burnin_run_id": burnin_id, "burnin_reused": reused,
+            "checkpoint": str(outcome.checkpoint), "best_epoch": outcome.fit.best_epoch,
+            "val_dice_best": outcome.fit.best_val_dice, **outcome.test.prefixed("test")}
+
+
+def run_train(cfg: ExperimentConfig, ledger_url: str) -> tuple[int, bool, TrainOutcome | None]:
+    """Returns (burn-in run id, whether it was reused, the SSL outcome; None on ranks other than 0)."""
     if cfg.train.epochs < 1:
         raise MedrefError("train.epochs must be >= 1 for the semi-supervised phase")
     inputs = prepare(cfg, ledger_url, need_unlabeled=True)
-    facts = inputs.split.ledger_facts()
-    found = find_burnin(ledger_url, cfg, facts["split_hash"], facts["data_hash"])
+
+    def lookup():
+        facts = inputs.split.ledger_facts()
+        return find_burnin(ledger_url, cfg, facts["split_hash"], facts["data_hash"])
+
+    found = distributed.from_main(lookup)
     student = build_model(cfg, inputs.encoder.dim, inputs.device)
     check_results_room(cfg, student)
     if found is not None:
@@ -79,16 +102,15 @@ def run_train(cfg: ExperimentConfig, ledger_url: str) -> tuple[int, bool, TrainO
         student.load_state_dict(load_checkpoint(path, sha)["model"])
         reused = True
     else:
-        burnin_id = run_burnin(cfg, ledger_url, inputs).run_id
-        student.load_state_dict(burnin_weights(ledger_url, burnin_id))
+        outcome = run_burnin(cfg, ledger_url, inputs)
+        burnin_id = distributed.from_main(lambda: outcome.run_id)
+        if outcome is not None:  # the other ranks start the SSL phase from rank 0's weights (DDP)
+            student.load_state_dict(burnin_weights(ledger_url, burnin_id))
         reused = False
-    ledger = open_ledger(ledger_url)
-    try:
-        with record_run(ledger, "train", cfg, parent_id=burnin_id, **facts) as run:
+    with main_rank_run(ledger_url, "train", cfg, inputs, parent_id=burnin_id) as run:
+        if run is not None:
             run.merge_tags(burnin_reused=reused)
-            return burnin_id, reused, _fit_and_finish(run, inputs, student, None)
-    finally:
-        ledger.dispose()
+        return burnin_id, reused, _fit_and_finish(run, inputs, student, None)
 
 
 def resume_train(ledger_url: str, run_id: int, given: ExperimentConfig, keys: set[str]) -> tuple[int, bool, TrainOutcome]:

@@ -195,9 +195,9 @@ def test_runs_cli_lists_shows_and_diffs(cli, tmp_path):
     led = open_ledger(f"sqlite:///{tmp_path / 'results' / 'ledger.db'}")
     with record_run(led, "split", load_config(), dataset="synthetic") as r1:
         r1.set_final({"n_labeled": 5})
-    with pytest.raises(RuntimeError):
-        with record_run(led, "train", load_config(sets=["train.lr=0.01"]), dataset="synthetic"):
-            raise RuntimeError("diverged")
+    with pytest.raises(RuntimeError), record_run(led, "train", load_config(sets=["train.lr=0.01"]),
+                                                 dataset="synthetic"):
+        raise RuntimeError("diverged")
     led.dispose()
     import json
 

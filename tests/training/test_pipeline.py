@@ -134,7 +134,7 @@ def test_every_component_switch_trains(cli, synthetic_root, variant):
 )
 def test_train_bad_input_is_one_line_and_records_nothing(cli, tmp_path, synthetic_root, args, message):
     tiny = [a for a in TINY if a != "--cpu"] if "--gpu" in args else TINY
-    code, out, err = cli("train", *_data(synthetic_root), *tiny, "--ratio", "0.25", *args)
+    code, _out, err = cli("train", *_data(synthetic_root), *tiny, "--ratio", "0.25", *args)
     assert code == 2, err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
     db = tmp_path / "results" / "ledger.db"

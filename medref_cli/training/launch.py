@@ -1,0 +1,197 @@
+"""`medref train|burnin --gpus 0,1` (or `--cpu --nproc 2`): one worker process per rank.
+
+The launcher writes the resolved config to a private folder and starts N copies of
+``python -m medref_cli.training.launch SPEC`` with torchrun's variables (RANK, WORLD_SIZE,
+LOCAL_RANK, MASTER_ADDR, MASTER_PORT) and the device of each rank. Rank 0 trains, records the
+run and writes the command's summary; the other ranks train in step and stay silent. When a
+worker fails, the others are stopped (SIGTERM: rank 0 marks its run killed) and the launcher
+reports the failing rank's error as one line. The same workers run under torchrun itself:
+``torchrun --nproc-per-node 2 -m medref_cli train ...``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from medref_cli.config import ExperimentConfig, from_dict, to_dict
+from medref_cli.errors import MedrefError
+
+COMMANDS = ("burnin", "train")
+STOP_GRACE_S = 20.0
+
+
+def rank_devices(gpus: list[int] | None, nproc: int | None, device: str) -> list[str] | None:
+    """The device of every rank, or None for a single-process run."""
+    if gpus is not None:
+        if nproc is not None and nproc != len(gpus):
+            raise MedrefError(f"--nproc {nproc} disagrees with --gpus (one process per GPU: {len(gpus)})")
+        if len(set(gpus)) != len(gpus):
+            raise MedrefError("--gpus names a GPU twice")
+        devices = [f"cuda:{g}" for g in gpus]
+    elif nproc is not None:
+        if nproc < 1:
+            raise MedrefError(f"--nproc must be >= 1, got {nproc}")
+        if device.startswith("cuda"):
+            raise MedrefError("--nproc runs CPU processes; give GPUs with --gpus 0,1,...")
+        devices = ["cpu"] * nproc
+    else:
+        return None
+    return devices if len(devices) > 1 else None
+
+
+def check_layout(cfg: ExperimentConfig, devices: list[str]) -> None:
+    from medref_cli.training.device import resolve_device
+
+    world = len(devices)
+    for name, size in (("train.batch_size", cfg.train.batch_size),
+                       ("train.unlabeled_batch_size", cfg.train.unlabeled_batch_size)):
+        if size and size % world:
+            raise MedrefError(f"{name}={size} (the global batch) does not split over {world} processes")
+    for device in devices:
+        resolve_device(device)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker_env(rank: int, world: int, port: int, devices: list[str], folder: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
+               MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), MEDREF_RANK_DEVICES=",".join(devices),
+               MEDREF_RESULT_DIR=str(folder),
+               MEDREF_COMMAND_LINE=" ".join(["medref", *sys.argv[1:]]) if sys.argv else "medref")
+    return env
+
+
+def _stop(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def _error_of(folder: Path, rank: int, proc: subprocess.Popen) -> str:
+    """A failed rank's one-line error: what it wrote, else the last line of its stderr."""
+    error_file = folder / f"error.{rank}"
+    if error_file.exists():
+        return error_file.read_text().strip()
+    log = folder / f"stderr.{rank}"
+    tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
+    return f"rank {rank} exited with code {proc.returncode}" + (f": {tail[0]}" if tail else "")
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _wait_first_failure(procs: list[subprocess.Popen]) -> int | None:
+    """Wait until every worker has ended (None) or one has failed (its rank)."""
+    while True:
+        codes = [p.poll() for p in procs]
+        failed = [rank for rank, code in enumerate(codes) if code not in (None, 0)]
+        if failed:
+            return failed[0]
+        if all(code is not None for code in codes):
+            return None
+        time.sleep(0.2)
+
+
+def launch(command: str, cfg: ExperimentConfig, ledger_url: str, devices: list[str]) -> dict:
+    """Run `command` over len(devices) processes; rank 0's summary (what the command prints)."""
+    check_layout(cfg, devices)
+    world = len(devices)
+    with tempfile.TemporaryDirectory(prefix="medref-launch-") as tmp:
+        folder = Path(tmp)
+        spec = folder / "spec.json"
+        spec.write_text(json.dumps({"command": command, "config": to_dict(cfg), "ledger_url": ledger_url}))
+        port = _free_port()
+        procs: list[subprocess.Popen] = []
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            for rank in range(world):
+                quiet = rank != 0
+                with open(folder / f"stderr.{rank}", "wb") as log:
+                    procs.append(subprocess.Popen(
+                        [sys.executable, "-m", "medref_cli.training.launch", str(spec)],
+                        env=_worker_env(rank, world, port, devices, folder),
+                        stdout=subprocess.DEVNULL if quiet else None, stderr=log if quiet else None))
+            failed = _wait_first_failure(procs)
+            if failed is not None:
+                _stop(procs)
+                raise MedrefError(_error_of(folder, failed, procs[failed]))
+        except KeyboardInterrupt:
+            _stop(procs)
+            raise
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        return json.loads((folder / "result.json").read_text())
+
+
+def run_rank(command: str, cfg: ExperimentConfig, ledger_url: str) -> dict | None:
+    """This process's share of a (possibly multi-process) run; the summary on rank 0, else None."""
+    from medref_cli.training import distributed
+    from medref_cli.training.device import resolve_device
+
+    if command not in COMMANDS:
+        raise MedrefError(f"cannot run '{command}' over several processes; one of: {', '.join(COMMANDS)}")
+    dist = distributed.start(resolve_device(distributed.rank_device(cfg.runtime.device)))
+    try:
+        if command == "train":
+            from medref_cli.training.train_run import run_train, train_summary
+
+            burnin_id, reused, outcome = run_train(cfg, ledger_url)
+            return train_summary(burnin_id, reused, outcome) if dist.is_main else None
+        from medref_cli.training.burnin_run import burnin_summary, run_burnin
+
+        outcome = run_burnin(cfg, ledger_url)
+        return burnin_summary(outcome) if dist.is_main else None
+    finally:
+        distributed.stop()
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    part = path.with_name(path.name + ".part")
+    part.write_text(text)
+    part.replace(path)
+
+
+def worker_main(spec_path: str) -> int:
+    """Entry of one worker process (rank from the environment)."""
+    folder = Path(os.environ["MEDREF_RESULT_DIR"])
+    rank = int(os.environ.get("RANK", "0"))
+    spec = json.loads(Path(spec_path).read_text())
+    try:
+        summary = run_rank(spec["command"], from_dict(spec["config"]), spec["ledger_url"])
+    except MedrefError as exc:
+        _atomic_write(folder / f"error.{rank}", str(exc) if rank == 0 else f"rank {rank}: {exc}")
+        return exc.exit_code
+    except BaseException as exc:  # noqa: BLE001 - reported as one line; a bug's traceback goes to stderr
+        if not isinstance(exc, KeyboardInterrupt):  # SIGTERM from the launcher, or Ctrl-C
+            traceback.print_exc()
+        _atomic_write(folder / f"error.{rank}", f"rank {rank}: {type(exc).__name__}: {exc}")
+        return 1
+    if summary is not None:
+        _atomic_write(folder / "result.json", json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(worker_main(sys.argv[1]))

@@ -1,0 +1,184 @@
+"""Data-parallel training: 2 gloo processes compute what 1 process computes at the doubled batch."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from medref_cli.config import load_config
+from medref_cli.training import distributed
+from medref_cli.training.setup import build_model
+
+HERE = Path(__file__).resolve().parent
+# guidedecoder-tiny has no dropout, so one step is deterministic; views are the identity (zoom 1,
+# no ImgStrong, no mixing, no text edits) so both runs see the same pixels and captions
+EXACT_SETS = ["model.backbone=guidedecoder-tiny", "data.image_size=64", "model.text_encoder=tiny-random-bert",
+              "model.visual_pretrained=false", "runtime.device=cpu", "ssl.zoom_min=1.0", "ssl.zoom_max=1.0",
+              "ssl.img_strong=false", "ssl.mix=none", "ssl.posaug=false", "ssl.contrastive=itcl"]
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _two_ranks(workdir: Path) -> list[dict]:
+    port = _port()
+    procs = []
+    for rank in range(2):
+        env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                   MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+        procs.append(subprocess.Popen([sys.executable, str(HERE / "ddp_step_worker.py"), str(workdir)], env=env,
+                                      stderr=subprocess.PIPE, text=True))
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert all(p.returncode == 0 for p in procs), errors
+    return [torch.load(workdir / f"out.{r}.pt", weights_only=False) for r in range(2)]
+
+
+@pytest.fixture
+def spec(tmp_path, synthetic_root):
+    def make(kind: str, sets: list[str]) -> Path:
+        cfg = load_config(None, sets=sets)
+        torch.manual_seed(3)
+        from medref_cli.models.registry import build_text_encoder
+
+        state = build_model(cfg, build_text_encoder(cfg.model).dim, torch.device("cpu")).state_dict()
+        torch.save({"kind": kind, "sets": sets, "state": state, "data": str(synthetic_root),
+                    "labeled": torch.tensor([5, 0, 7, 2, 1, 6, 3, 4]),
+                    "unlabeled": torch.tensor([2, 4, 6, 0, 7, 1, 5, 3])}, tmp_path / "spec.pt")
+        return tmp_path
+
+    return make
+
+
+def _single_process(workdir: Path) -> dict:
+    """The same step in this process (world size 1), through the same worker code."""
+    import importlib.util
+
+    module_spec = importlib.util.spec_from_file_location("ddp_step_worker", HERE / "ddp_step_worker.py")
+    worker = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(worker)
+    assert not distributed.current().active
+    parts, grads = worker.one_step(torch.load(workdir / "spec.pt", weights_only=False))
+    return {"parts": parts, "grads": grads}
+
+
+def _assert_same_step(one: dict, two: dict) -> None:
+    assert one["parts"].keys() == two["parts"].keys()
+    for key, value in one["parts"].items():
+        assert two["parts"][key].item() == pytest.approx(value.item(), rel=1e-5, abs=1e-6), key
+    assert one["grads"].keys() == two["grads"].keys()
+    scale = max(g.abs().max().item() for g in one["grads"].values())
+    for name, grad in one["grads"].items():
+        torch.testing.assert_close(two["grads"][name], grad, rtol=1e-3, atol=1e-5 * scale, msg=name)
+
+
+@pytest.mark.parametrize("kind", ["ssl", "sup"])
+def test_one_step_over_two_processes_equals_one_process_at_the_doubled_batch(spec, kind):
+    """Same loss parts and, after DDP's averaging, the same gradients: synchronised BatchNorm and
+    the gathered contrastive terms make the 2 x 4 step the 8-sample step."""
+    workdir = spec(kind, EXACT_SETS)
+    ranks = _two_ranks(workdir)
+    one = _single_process(workdir)
+    _assert_same_step(one, ranks[0])
+    for name, grad in ranks[0]["grads"].items():  # DDP leaves every rank the same averaged gradient
+        assert torch.equal(grad, ranks[1]["grads"][name]), name
+    if kind == "ssl":
+        assert {"loss_itc_sup", "loss_itc_unsup", "loss_sup", "loss_unsup"} <= one["parts"].keys()
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+def _history(db: Path) -> dict[tuple[str, int, str], float]:
+    import sqlite3
+
+    with sqlite3.connect(db) as con:
+        rows = con.execute("SELECT r.kind, m.step, m.name, m.value FROM metric_history m JOIN runs r ON r.id = m.run_id "
+                           "WHERE m.name = 'train_loss' OR m.name LIKE 'loss%'").fetchall()
+    return {(kind, step, name): value for kind, step, name, value in rows}
+
+
+def _tags(db: Path) -> dict[str, dict]:
+    import json
+    import sqlite3
+
+    with sqlite3.connect(db) as con:
+        return {kind: json.loads(tags or "{}") for kind, tags in con.execute("SELECT kind, tags FROM runs")}
+
+
+def _train_args(synthetic_root) -> list[str]:
+    sets = [s for s in EXACT_SETS if not s.startswith(("model.backbone", "runtime.device"))]
+    return ["train", "--dataset", "synthetic", "--data", str(synthetic_root), "--backbone", "guidedecoder-tiny",
+            "--ratio", "0.5", "--epochs", "1", "--burnin-epochs", "1", "--cpu", "--set", "train.batch_size=8",
+            "--set", "train.max_steps_per_epoch=3", "--set", "runtime.log_every=1", "--set", "runtime.progress=false",
+            *[a for s in sets for a in ("--set", s)]]
+
+
+def test_train_over_two_cpu_processes_follows_the_single_process_run(cli, tmp_path, synthetic_root, monkeypatch):
+    """`medref train --cpu --nproc 2` (gloo) against `medref train --cpu` at the same global batch: the
+    burn-in losses agree to float noise, the first SSL step too; later steps drift only by what AdamW's
+    normalised updates make of float-level gradient differences. Rank 0 alone writes the ledger."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    args = _train_args(synthetic_root)
+    code, _, err = cli(*args, "--ledger", f"sqlite:///{tmp_path / 'one.db'}")
+    assert code == 0, err
+    code, out, err = cli(*args, "--nproc", "2", "--ledger", f"sqlite:///{tmp_path / 'two.db'}")
+    assert code == 0, err
+    assert out.startswith("train run 2 (burn-in run 1)")
+    one, two = _history(tmp_path / "one.db"), _history(tmp_path / "two.db")
+    assert one.keys() == two.keys()  # every step logged once, by rank 0 only
+    assert {k[0] for k in one} == {"burnin", "train"} and len([k for k in one if k[0] == "burnin"]) == 3
+    for key, value in one.items():
+        kind, step, _ = key
+        tolerance = 1e-5 if kind == "burnin" else (1e-4 if step == 1 else 1e-2)
+        assert two[key] == pytest.approx(value, rel=tolerance), key
+    tags = _tags(tmp_path / "two.db")
+    assert tags["burnin"]["world_size"] == 2 and tags["train"]["world_size"] == 2
+    assert tags["train"]["teacher_identical_checks"] >= 1  # the EMA teacher compared across ranks
+    assert "world_size" not in _tags(tmp_path / "one.db")["train"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--nproc", "2", "--set", "train.batch_size=5"], "train.batch_size=5 (the global batch) does not split over 2"),
+        (["--nproc", "2", "--resume", "1"], "--resume continues a run in one process"),
+        (["--nproc", "0"], "--nproc must be >= 1"),
+        (["--gpus", "0,0"], "--gpus names a GPU twice"),
+        (["--gpus", "0,1", "--nproc", "3"], "--nproc 3 disagrees with --gpus"),
+        (["--gpus", "0,x"], "--gpus expects comma-separated integers"),
+    ],
+)
+def test_bad_multi_process_options_are_one_line_and_write_nothing(cli, tmp_path, synthetic_root, extra, message):
+    code, _, err = cli(*_train_args(synthetic_root), *extra)
+    assert code != 0 and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.skipif(torch.cuda.device_count() >= 2, reason="this machine has two GPUs")
+def test_gpus_beyond_the_machine_is_one_line(cli, tmp_path, synthetic_root):
+    code, _, err = cli(*[a for a in _train_args(synthetic_root) if a != "--cpu"], "--gpus", "0,1")
+    assert code != 0 and err.count("\n") == 1, err
+    assert "--gpu 0: this machine has" in err or "--gpu 1: this machine has" in err, err
+    assert not (tmp_path / "results").exists()
+
+
+def test_compile_wraps_the_stepped_model_and_the_teacher_sees_the_plain_one():
+    from medref_cli.training.ema import EMATeacher
+    from medref_cli.training.step_model import core, step_model
+
+    cfg = load_config(None, sets=EXACT_SETS)
+    model = build_model(cfg, 32, torch.device("cpu"))
+    stepped = step_model(model, torch.device("cpu"), uses_embed=True, compile_model=True)
+    assert stepped is not model and core(stepped) is model
+    teacher = EMATeacher(stepped)
+    assert type(teacher.model) is type(model)
+    assert step_model(model, torch.device("cpu"), uses_embed=True, compile_model=False) is model
