@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from medref_cli.models.encoders import TextEncoder, TextFeatures
+from medref_cli.transfer import to_device
 
 
 class TextFeatureCache:
@@ -52,7 +53,7 @@ class TextFeatureCache:
         self.hits += len(texts) - len(new)
         for start in range(0, len(new), self.batch_size):
             self._add(new[start : start + self.batch_size])
-        index = torch.tensor([self._rows[t] for t in texts], dtype=torch.long, device=self.device)
+        index = to_device(torch.tensor([self._rows[t] for t in texts], dtype=torch.long), self.device)
         assert self._tokens is not None and self._mask is not None and self._pooled is not None
         return TextFeatures(self._tokens[index], self._mask[index], self._pooled[index])
 

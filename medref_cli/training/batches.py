@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from medref_cli.data.cache import SplitTensors
+from medref_cli.transfer import to_device
 
 
 @dataclass
@@ -26,22 +27,10 @@ class Batch:
         return int(self.index.numel())
 
 
-def index_on(device: torch.device, index: torch.Tensor) -> torch.Tensor:
-    """`index` on `device`. A CPU index bound for a GPU goes through pinned memory with
-    non_blocking=True, so the host does not wait for the device's queued work (a plain copy from
-    pageable memory synchronises the stream); the caching host allocator keeps the pinned block
-    alive until the copy is done. Same values either way."""
-    if index.device == device:
-        return index
-    if device.type == "cuda" and index.device.type == "cpu":
-        return index.pin_memory().to(device, non_blocking=True)
-    return index.to(device)
-
-
 def take(split: SplitTensors, index: torch.Tensor) -> Batch:
     """Rows `index` (a CPU tensor, as the batch samplers make them) of a device-resident split."""
     rows = index.tolist()
-    dev_index = index_on(split.images.device, index)
+    dev_index = to_device(index, split.images.device)
     return Batch(
         index=dev_index,
         images=split.images[dev_index],
