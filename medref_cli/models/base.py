@@ -81,18 +81,35 @@ class SegmentationModel(nn.Module):
             raise ValueError(f"{images.shape[0]} images but {text.batch_size} captions")
 
 
+def box_blur(x: Tensor, size: int) -> Tensor:
+    """MONAI's subpixel `pad_pool` (zero pad (size-1, 0, size-1, 0), then AvgPool2d(size, stride 1))
+    as one depthwise convolution with a fixed 1/size^2 kernel: the same numbers up to float
+    rounding, and several times faster on a CPU in channels_last."""
+    channels = x.shape[1]
+    kernel = x.new_full((channels, 1, size, size), 1.0 / (size * size))
+    return F.conv2d(F.pad(x, (size - 1, 0, size - 1, 0)), kernel, groups=channels)
+
+
 class SubpixelLogitHead(nn.Module):
-    """x4 subpixel upsampling (MONAI SubpixelUpsample: conv, PixelShuffle) then a 1x1 conv to one logit."""
+    """x4 subpixel upsampling (MONAI SubpixelUpsample: conv, PixelShuffle, pad + average pool) then a
+    1x1 conv to one logit. The pad + pool runs as `box_blur`, in the memory format of the input
+    (PixelShuffle returns a contiguous map); the module's parameters are MONAI's."""
 
     def __init__(self, in_channels: int, mid_channels: int, scale: int = 4) -> None:
         super().__init__()
         from monai.networks.blocks import SubpixelUpsample
 
+        self.scale = scale
         self.upsample = SubpixelUpsample(2, in_channels, mid_channels, scale_factor=scale)
         self.logit = nn.Conv2d(mid_channels, 1, kernel_size=1)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.logit(self.upsample(x))
+        from monai.networks.utils import pixelshuffle
+
+        y = pixelshuffle(self.upsample.conv_block(x), 2, self.scale)
+        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+            y = y.contiguous(memory_format=torch.channels_last)
+        return self.logit(box_blur(y, self.scale))
 
 
 def sine_positions(length: int, dim: int, device: torch.device, dtype: torch.dtype) -> Tensor:

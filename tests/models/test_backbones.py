@@ -123,3 +123,30 @@ def test_non_square_inputs(tiny_text):
         out = model(torch.randn(1, 1, 96, 64), tiny_text.encode(CAPTIONS_A[:1]))
     assert out.logits.shape == (1, 1, 96, 64)
     assert out.fused.shape[-2:] == (3, 2)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_subpixel_head_box_blur_equals_monai_pad_pool(channels_last):
+    """The head runs MONAI's pad + average pool as a depthwise convolution: same values and gradients
+    as MONAI's own SubpixelUpsample, in either memory format."""
+    from medref_cli.models.base import SubpixelLogitHead
+
+    torch.manual_seed(0)
+    head = SubpixelLogitHead(16, 8)
+    x = torch.randn(3, 16, 10, 12)
+    if channels_last:
+        head = head.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    x_ref = x.detach().clone().requires_grad_(True)
+    x = x.detach().clone().requires_grad_(True)
+    ours = head(x)
+    reference = head.logit(head.upsample(x_ref))  # MONAI's forward, pad_pool included
+    assert ours.shape == (3, 1, 40, 48)
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6)
+    ours.square().sum().backward()
+    grads = [p.grad.clone() for p in head.parameters()]
+    head.zero_grad()
+    reference.square().sum().backward()
+    for mine, theirs in zip(grads, [p.grad for p in head.parameters()], strict=True):
+        torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-4, atol=1e-6)
