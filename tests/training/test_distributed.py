@@ -184,3 +184,21 @@ def test_compile_wraps_the_stepped_model_and_the_teacher_sees_the_plain_one():
     teacher = EMATeacher(stepped)
     assert type(teacher.model) is type(model)
     assert step_model(model, torch.device("cpu"), uses_embed=True, compile_model=False) is model
+
+
+def test_the_full_method_trains_over_two_processes(cli, tmp_path, synthetic_root, tiny_burnin_args, monkeypatch):
+    """Default Semi-MedRef (T-PatchMix with span mixing, PosAug, ITCL, EMA) on MMI-UNet over 2 gloo
+    processes: it finishes, rank 0 records one burn-in and one train run, the teacher was checked."""
+    import json
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    args = ["train", *tiny_burnin_args[1:], "--burnin-epochs", "1", "--set", "train.batch_size=8",
+            "--set", "train.max_steps_per_epoch=3",
+            "--nproc", "2", "--json"]
+    code, out, err = cli(*args)
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["run_id"] == summary["burnin_run_id"] + 1 and 0.0 <= summary["test_dice_global"] <= 1.0
+    tags = _tags(tmp_path / "results" / "ledger.db")
+    assert set(tags) == {"split", "burnin", "train"}
+    assert tags["train"]["world_size"] == 2 and tags["train"]["teacher_identical_checks"] >= 1
