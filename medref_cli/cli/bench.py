@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from medref_cli.cli.burnin import BackboneOpt, CpuOpt, GpuOpt
+from medref_cli.cli.burnin import BackboneOpt, CompileOpt, CpuOpt, GpuOpt
 from medref_cli.cli.common import ConfigOpt, JsonOpt, SetOpt, build_config, device_override
 
 NAIVE_HELP = (
@@ -41,6 +41,7 @@ def bench(
     threads: Annotated[
         int, typer.Option("--threads", help="torch CPU threads (0 = torch's default); 1 is steadier on a busy machine.")
     ] = 0,
+    compile_: CompileOpt = None,
     json_: JsonOpt = False,
     set_: SetOpt = None,
 ) -> None:
@@ -54,7 +55,8 @@ def bench(
     cfg = build_config(
         config,
         set_,
-        **{"model.backbone": backbone, "data.image_size": size, "runtime.device": device_override(gpu, cpu)},
+        **{"model.backbone": backbone, "data.image_size": size, "runtime.device": device_override(gpu, cpu),
+           "runtime.compile": compile_},
     )
     settings = BenchSettings(batch=cfg.train.batch_size if batch is None else batch, steps=steps,
                              warmup=warmup, compare=compare, data_root=data, threads=threads)

@@ -79,6 +79,7 @@ class BenchReport:
     steps: int
     warmup: int
     threads: int
+    compiled: bool  # runtime.compile: the fast path's student under torch.compile
     cpu_count: int
     load_avg_1min: float  # the machine's load average when the bench started
     sup_step_s: float
@@ -273,7 +274,8 @@ def _measure(cfg: ExperimentConfig, settings: BenchSettings, device: torch.devic
     report = BenchReport(
         device=str(device), device_name=device_name(device), backbone=cfg.model.backbone,
         image_size=cfg.data.image_size, batch=settings.batch, steps=settings.steps, warmup=settings.warmup,
-        threads=torch.get_num_threads(), cpu_count=os.cpu_count() or 1, load_avg_1min=load, sup_step_s=steps.median("sup"), ssl_step_s=steps.median("ssl"),
+        threads=torch.get_num_threads(), compiled=cfg.runtime.compile, cpu_count=os.cpu_count() or 1,
+        load_avg_1min=load, sup_step_s=steps.median("sup"), ssl_step_s=steps.median("ssl"),
         ssl_over_sup=steps.paired_ratio("ssl", "sup"), teacher_forward_s=teacher_s,
         data_wait_share=steps.data_share("ssl"), text_cached_ms=text_cached, text_uncached_ms=text_uncached,
         text_cache_hit_rate=new_hits / max(1, new_hits + new_misses), loader_samples_per_s=loader_cached,

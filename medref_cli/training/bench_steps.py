@@ -31,6 +31,7 @@ from medref_cli.training.bench_naive import NaiveSampleDataset, naive_batch, nai
 from medref_cli.training.ema import EMATeacher
 from medref_cli.training.schedules import build_optimizer
 from medref_cli.training.ssl_step import StepWeights, ssl_loss
+from medref_cli.training.step_model import step_model
 from medref_cli.training.supervised import supervised_loss
 
 
@@ -143,10 +144,13 @@ class FastPath(TrainedPath):
         self.cache = cache
         self.labeled = labeled
         self.unlabeled = unlabeled
+        # what the training loops step (torch.compile'd with runtime.compile)
+        self.stepped = step_model(student, device, uses_embed=cfg.ssl.contrastive != "none",
+                                  compile_model=cfg.runtime.compile)
 
     def sup_step(self, index: torch.Tensor) -> StepTime:
         clock = StepClock(self.device)  # supervised_loss gathers its batch itself: no data lap
-        loss = supervised_loss(self.student, self.labeled, index, self.cache, self.loss_fn, self.cfg, self.gen)
+        loss = supervised_loss(self.stepped, self.labeled, index, self.cache, self.loss_fn, self.cfg, self.gen)
         self.apply(loss, update_teacher=False)
         return clock.stop()
 
@@ -154,7 +158,7 @@ class FastPath(TrainedPath):
         clock = StepClock(self.device)
         lab, unl = take(self.labeled, lab_index), take(self.unlabeled, unl_index)
         clock.lap_data()
-        loss, _ = ssl_loss(self.student, self.teacher, lab, unl, self.cache, self.loss_fn, self.cfg, self.weights,
+        loss, _ = ssl_loss(self.stepped, self.teacher, lab, unl, self.cache, self.loss_fn, self.cfg, self.weights,
                            self.gen, self.rng)
         self.apply(loss, update_teacher=True)
         return clock.stop()

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -124,7 +125,8 @@ def launch(command: str, cfg: ExperimentConfig, ledger_url: str, devices: list[s
         spec.write_text(json.dumps({"command": command, "config": to_dict(cfg), "ledger_url": ledger_url}))
         port = _free_port()
         procs: list[subprocess.Popen] = []
-        previous = signal.signal(signal.SIGTERM, _interrupt)
+        in_main = threading.current_thread() is threading.main_thread()  # signal handlers live there
+        previous = signal.signal(signal.SIGTERM, _interrupt) if in_main else None
         try:
             for rank in range(world):
                 quiet = rank != 0
@@ -141,7 +143,8 @@ def launch(command: str, cfg: ExperimentConfig, ledger_url: str, devices: list[s
             _stop(procs)
             raise
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            if in_main:
+                signal.signal(signal.SIGTERM, previous)
         return json.loads((folder / "result.json").read_text())
 
 

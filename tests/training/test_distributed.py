@@ -202,3 +202,39 @@ def test_the_full_method_trains_over_two_processes(cli, tmp_path, synthetic_root
     tags = _tags(tmp_path / "results" / "ledger.db")
     assert set(tags) == {"split", "burnin", "train"}
     assert tags["train"]["world_size"] == 2 and tags["train"]["teacher_identical_checks"] >= 1
+
+
+def test_sigterm_to_the_launcher_stops_every_worker_and_marks_the_run_killed(tmp_path, synthetic_root):
+    """The launcher forwards SIGTERM; rank 0 closes its ledger run as killed and no worker is left."""
+    import signal
+    import sqlite3
+    import time
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    env.pop("MEDREF_LEDGER", None)
+    code = "import sys; from medref_cli.cli.main import run; sys.argv[0] = 'medref'; run()"
+    args = ["burnin", "--dataset", "synthetic", "--data", str(synthetic_root), "--backbone", "mmi-unet-tiny",
+            "--ratio", "0.5", "--epochs", "50", "--cpu", "--nproc", "2", "--set", "data.image_size=64",
+            "--set", "model.visual_pretrained=false", "--set", "model.text_encoder=tiny-random-bert",
+            "--set", "train.batch_size=4", "--set", "runtime.progress=false", "--set", "runtime.log_every=1"]
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    db = tmp_path / "results" / "ledger.db"
+
+    def query(sql: str) -> list[tuple]:
+        if not db.exists():
+            return []
+        with sqlite3.connect(db, timeout=30) as con:
+            return con.execute(sql).fetchall()
+
+    deadline = time.monotonic() + 300
+    while not query("SELECT 1 FROM metric_history"):  # a step was logged: the workers are training
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "timeout"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0, err
+    (status, pid), = query("SELECT status, pid FROM runs WHERE kind = 'burnin'")
+    assert status == "killed"
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # rank 0 has exited
