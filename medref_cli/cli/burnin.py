@@ -41,21 +41,17 @@ CompileOpt = Annotated[bool | None, typer.Option("--compile/--no-compile", help=
 
 
 def execute(command: str, cfg, url: str, gpus: str | None, nproc: int | None, resume: int | None,
-            single: Callable[[], dict]) -> dict | None:
+            keys: set[str], single: Callable[[], dict]) -> dict | None:
     """Run `command` in this process (`single`), over launched worker processes (--gpus / --nproc),
-    or as one rank under torchrun. The summary to print; None on the silent ranks under torchrun."""
-    from medref_cli.errors import MedrefError
+    or as one rank under torchrun. `resume`/`keys`: the run to continue and the options given.
+    The summary to print; None on the silent ranks under torchrun."""
     from medref_cli.training import distributed, launch
 
     devices = launch.rank_devices(int_list(gpus, "--gpus"), nproc, cfg.runtime.device)
-    several = devices is not None or distributed.env_world().active
-    if several and resume is not None:
-        raise MedrefError("--resume continues a run in one process; drop --gpus/--nproc (the global batch "
-                          "is the same)")
     if devices is not None:
-        return launch.launch(command, cfg, url, devices)
-    if several:
-        return launch.run_rank(command, cfg, url)
+        return launch.launch(command, cfg, url, devices, resume, sorted(keys))
+    if distributed.env_world().active:
+        return launch.run_rank(command, cfg, url, resume, sorted(keys))
     return single()
 
 
@@ -101,12 +97,14 @@ def burnin(
     cfg = build_config(config, set_, **options)
     url = ledger_url(ledger, cfg.runtime.results_dir)
 
+    keys = given_keys(config, set_, options)
+
     def single() -> dict:
         if resume is not None:
-            return burnin_summary(resume_burnin(url, resume, cfg, given_keys(config, set_, options)))
+            return burnin_summary(resume_burnin(url, resume, cfg, keys))
         return burnin_summary(run_burnin(cfg, url))
 
-    s = execute("burnin", cfg, url, gpus, nproc, resume, single)
+    s = execute("burnin", cfg, url, gpus, nproc, resume, keys, single)
     if s is None:
         return
     if json_:

@@ -61,12 +61,14 @@ def train(
     cfg = build_config(config, set_, **options)
     url = ledger_url(ledger, cfg.runtime.results_dir)
 
+    keys = given_keys(config, set_, options)
+
     def single() -> dict:
         if resume is not None:
-            return train_summary(*resume_train(url, resume, cfg, given_keys(config, set_, options)))
+            return train_summary(*resume_train(url, resume, cfg, keys))
         return train_summary(*run_train(cfg, url))
 
-    s = execute("train", cfg, url, gpus, nproc, resume, single)
+    s = execute("train", cfg, url, gpus, nproc, resume, keys, single)
     if s is None:
         return
     if json_:

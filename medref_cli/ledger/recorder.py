@@ -162,7 +162,7 @@ class RunRecorder:
         )
 
 
-def _command_line() -> str:
+def command_line() -> str:
     """The user's command (a worker process of a multi-process run is told its launcher's)."""
     launched = os.environ.get("MEDREF_COMMAND_LINE")
     if launched:
@@ -210,7 +210,7 @@ def record_run(
         "heartbeat_at": now,
         "heartbeat_interval_s": cfg.runtime.heartbeat_s,
         "pid": os.getpid(),
-        "command": _command_line(),
+        "command": command_line(),
         "config": to_dict(cfg),
         "config_hash": config_hash(cfg),
         "config_schema": schema_hash(),

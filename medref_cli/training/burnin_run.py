@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,12 +20,13 @@ from torch import nn
 
 from medref_cli.config import ExperimentConfig, SSLConfig, TrainConfig, to_dict
 from medref_cli.evaluation.evaluate import EvalResult, evaluate_split
-from medref_cli.ledger import RunRecorder, open_ledger, record_run, reopen_run
+from medref_cli.ledger import Ledger, RunRecorder, open_ledger, record_run, reopen_run
 from medref_cli.training import distributed
 from medref_cli.training.checkpoint import save_checkpoint
 from medref_cli.training.progress import Progress
 from medref_cli.training.resume import ResumeWriter
 from medref_cli.training.resume_run import (
+    ResumeSource,
     check_results_room,
     check_same_data,
     load_resume_source,
@@ -89,21 +91,46 @@ def finish_run(run: RunRecorder, inputs: RunInputs, model: nn.Module, fit: FitRe
 
 
 @contextlib.contextmanager
-def main_rank_run(ledger_url: str, kind: str, cfg: ExperimentConfig, inputs: RunInputs,
-                  **facts) -> Iterator[RunRecorder | None]:
-    """`record_run` on rank 0; None on the other ranks of a multi-process run, which never touch
-    the ledger (they train in step with rank 0)."""
+def on_main_rank(ledger_url: str, open_run: Callable[[Ledger], ContextManager[RunRecorder]]
+                 ) -> Iterator[RunRecorder | None]:
+    """The ledger run `open_run` records or reopens, on rank 0; None on the other ranks of a
+    multi-process run, which never touch the ledger (they train in step with rank 0)."""
     if not distributed.current().is_main:
         yield None
         return
     ledger = open_ledger(ledger_url)
     try:
-        with record_run(ledger, kind, cfg, **inputs.split.ledger_facts(), **facts) as run:
+        with open_run(ledger) as run:
             if distributed.current().active:
                 run.merge_tags(world_size=distributed.current().world)
             yield run
     finally:
         ledger.dispose()
+
+
+def main_rank_run(ledger_url: str, kind: str, cfg: ExperimentConfig, inputs: RunInputs,
+                  **facts) -> ContextManager[RunRecorder | None]:
+    """A new ledger run (`record_run`) on rank 0, None elsewhere."""
+    return on_main_rank(ledger_url, lambda ledger: record_run(ledger, kind, cfg, **inputs.split.ledger_facts(),
+                                                              **facts))
+
+
+def main_rank_reopen(ledger_url: str, source: ResumeSource, kind: str) -> ContextManager[RunRecorder | None]:
+    """The resumed ledger run (`reopen_run`) on rank 0, None elsewhere."""
+    return on_main_rank(ledger_url, lambda ledger: reopen_run(ledger, source.run.id, kind,
+                                                              source.cfg.runtime.heartbeat_s, source.keep_step,
+                                                              source.note()))
+
+
+def resume_inputs(source: ResumeSource, ledger_url: str, need_unlabeled: bool = False) -> RunInputs:
+    """Data, split and text encoder of a run to resume, checked to be what the run trained on (with
+    a global batch that splits over the processes)."""
+    dist = distributed.current()
+    if dist.active:
+        distributed.check_global_batch(distributed.global_batches(source.cfg), dist.world)
+    inputs = prepare(source.cfg, ledger_url, need_unlabeled=need_unlabeled)
+    distributed.main_check(lambda: check_same_data(source.run, inputs))
+    return inputs
 
 
 @dataclass
@@ -147,18 +174,13 @@ def run_burnin(cfg: ExperimentConfig, ledger_url: str, inputs: RunInputs | None 
         return None if run is None else finish_run(run, inputs, model, fit, "burnin")
 
 
-def resume_burnin(ledger_url: str, run_id: int, given: ExperimentConfig, keys: set[str]) -> TrainOutcome:
+def resume_burnin(ledger_url: str, run_id: int, given: ExperimentConfig, keys: set[str]) -> TrainOutcome | None:
     """Continue a killed, lost or failed burn-in run as the same ledger run (config as recorded;
     `keys` are the options the user gave, refused where they conflict with the record)."""
     source = load_resume_source(ledger_url, run_id, "burnin", given, keys, burnin_config)
-    inputs = prepare(source.cfg, ledger_url)
-    check_same_data(source.run, inputs)
+    inputs = resume_inputs(source, ledger_url)
     model = build_model(source.cfg, inputs.encoder.dim, inputs.device)
     check_results_room(source.cfg, model)
-    ledger = open_ledger(ledger_url)
-    try:
-        with reopen_run(ledger, run_id, "burnin", source.cfg.runtime.heartbeat_s, source.keep_step,
-                        source.note()) as run:
-            return finish_run(run, inputs, model, _fit(run, inputs, model, source.state), "burnin")
-    finally:
-        ledger.dispose()
+    with main_rank_reopen(ledger_url, source, "burnin") as run:
+        fit = _fit(run, inputs, model, source.state)
+        return None if run is None else finish_run(run, inputs, model, fit, "burnin")

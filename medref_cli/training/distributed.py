@@ -118,6 +118,50 @@ def from_main(fn: Callable[[], T]) -> T:
     return box[0]
 
 
+def main_check(fn: Callable[[], None]) -> None:
+    """Run a check on rank 0 only (it reads what only rank 0 holds); its one-line error is raised
+    on every rank, so no rank is left waiting for the others."""
+    def outcome() -> str | None:
+        try:
+            fn()
+        except MedrefError as exc:
+            return str(exc)
+        return None
+
+    message = from_main(outcome)
+    if message is not None:
+        raise MedrefError(message)
+
+
+def global_batches(cfg) -> dict[str, int]:
+    """The global batch sizes of an ExperimentConfig, by key."""
+    return {"train.batch_size": cfg.train.batch_size, "train.unlabeled_batch_size": cfg.train.unlabeled_batch_size}
+
+
+def check_global_batch(batch_sizes: dict[str, int], world: int) -> None:
+    """Each global batch must split evenly over the processes."""
+    for name, size in batch_sizes.items():
+        if size and size % world:
+            raise MedrefError(f"{name}={size} (the global batch) does not split over {world} processes")
+
+
+def reseed_rank(generators: list, seed: int, step: int) -> None:
+    """After a resume (whose saved random states are rank 0's), give a rank other than 0 fresh
+    per-rank draws: seeded from the seed, the rank and the step, so a resume is repeatable."""
+    import random
+
+    if current().rank == 0:
+        return
+    base = seed + seed_offset() + 1_000_003 * step
+    random.seed(base)
+    torch.manual_seed(base)
+    for offset, gen in enumerate(generators, start=1):
+        if isinstance(gen, random.Random):
+            gen.seed(base + offset)
+        else:
+            gen.manual_seed(base + offset)
+
+
 def barrier() -> None:
     if current().active:
         torch.distributed.barrier()

@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 
 from medref_cli.config import ExperimentConfig, from_dict, to_dict
@@ -49,14 +50,13 @@ def rank_devices(gpus: list[int] | None, nproc: int | None, device: str) -> list
     return devices if len(devices) > 1 else None
 
 
-def check_layout(cfg: ExperimentConfig, devices: list[str]) -> None:
+def check_layout(cfg: ExperimentConfig | None, devices: list[str]) -> None:
+    """Every device exists and (given a config) its global batch splits over them."""
     from medref_cli.training.device import resolve_device
+    from medref_cli.training.distributed import check_global_batch, global_batches
 
-    world = len(devices)
-    for name, size in (("train.batch_size", cfg.train.batch_size),
-                       ("train.unlabeled_batch_size", cfg.train.unlabeled_batch_size)):
-        if size and size % world:
-            raise MedrefError(f"{name}={size} (the global batch) does not split over {world} processes")
+    if cfg is not None:
+        check_global_batch(global_batches(cfg), len(devices))
     for device in devices:
         resolve_device(device)
 
@@ -115,14 +115,18 @@ def _wait_first_failure(procs: list[subprocess.Popen]) -> int | None:
         time.sleep(0.2)
 
 
-def launch(command: str, cfg: ExperimentConfig, ledger_url: str, devices: list[str]) -> dict:
-    """Run `command` over len(devices) processes; rank 0's summary (what the command prints)."""
-    check_layout(cfg, devices)
+def launch(command: str, cfg: ExperimentConfig, ledger_url: str, devices: list[str], resume: int | None = None,
+           keys: Sequence[str] = ()) -> dict:
+    """Run `command` over len(devices) processes; rank 0's summary (what the command prints).
+    `resume`: the run to continue (`keys`: the options the user gave; the workers check the
+    recorded config's batch against the number of processes)."""
+    check_layout(cfg if resume is None else None, devices)
     world = len(devices)
     with tempfile.TemporaryDirectory(prefix="medref-launch-") as tmp:
         folder = Path(tmp)
         spec = folder / "spec.json"
-        spec.write_text(json.dumps({"command": command, "config": to_dict(cfg), "ledger_url": ledger_url}))
+        spec.write_text(json.dumps({"command": command, "config": to_dict(cfg), "ledger_url": ledger_url,
+                                    "resume": resume, "keys": sorted(keys)}))
         port = _free_port()
         procs: list[subprocess.Popen] = []
         in_main = threading.current_thread() is threading.main_thread()  # signal handlers live there
@@ -148,8 +152,10 @@ def launch(command: str, cfg: ExperimentConfig, ledger_url: str, devices: list[s
         return json.loads((folder / "result.json").read_text())
 
 
-def run_rank(command: str, cfg: ExperimentConfig, ledger_url: str) -> dict | None:
-    """This process's share of a (possibly multi-process) run; the summary on rank 0, else None."""
+def run_rank(command: str, cfg: ExperimentConfig, ledger_url: str, resume: int | None = None,
+             keys: Sequence[str] = ()) -> dict | None:
+    """This process's share of a (possibly multi-process) run, or of the resumed run `resume`; the
+    summary on rank 0, else None."""
     from medref_cli.training import distributed
     from medref_cli.training.device import resolve_device
 
@@ -158,13 +164,13 @@ def run_rank(command: str, cfg: ExperimentConfig, ledger_url: str) -> dict | Non
     dist = distributed.start(resolve_device(distributed.rank_device(cfg.runtime.device)))
     try:
         if command == "train":
-            from medref_cli.training.train_run import run_train, train_summary
+            from medref_cli.training.train_run import resume_train, run_train, train_summary
 
-            burnin_id, reused, outcome = run_train(cfg, ledger_url)
-            return train_summary(burnin_id, reused, outcome) if dist.is_main else None
-        from medref_cli.training.burnin_run import burnin_summary, run_burnin
+            result = run_train(cfg, ledger_url) if resume is None else resume_train(ledger_url, resume, cfg, set(keys))
+            return train_summary(*result) if dist.is_main else None
+        from medref_cli.training.burnin_run import burnin_summary, resume_burnin, run_burnin
 
-        outcome = run_burnin(cfg, ledger_url)
+        outcome = run_burnin(cfg, ledger_url) if resume is None else resume_burnin(ledger_url, resume, cfg, set(keys))
         return burnin_summary(outcome) if dist.is_main else None
     finally:
         distributed.stop()
@@ -182,7 +188,8 @@ def worker_main(spec_path: str) -> int:
     rank = int(os.environ.get("RANK", "0"))
     spec = json.loads(Path(spec_path).read_text())
     try:
-        summary = run_rank(spec["command"], from_dict(spec["config"]), spec["ledger_url"])
+        summary = run_rank(spec["command"], from_dict(spec["config"]), spec["ledger_url"], spec["resume"],
+                           spec["keys"])
     except MedrefError as exc:
         _atomic_write(folder / f"error.{rank}", str(exc) if rank == 0 else f"rank {rank}: {exc}")
         return exc.exit_code

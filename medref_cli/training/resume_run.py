@@ -83,10 +83,9 @@ class ResumeSource:
         return int(self.state["position"]["step"]) if self.state is not None else 0
 
     def note(self) -> dict[str, Any]:
-        import sys
+        from medref_cli.ledger.recorder import command_line
 
-        return {"from_step": self.keep_step, "command": " ".join(["medref", *sys.argv[1:]]),
-                "code_version": code_version().label}
+        return {"from_step": self.keep_step, "command": command_line(), "code_version": code_version().label}
 
 
 def _resume_artifact(ledger, run: Run) -> tuple[Path, str] | None:

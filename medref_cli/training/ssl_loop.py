@@ -119,6 +119,8 @@ def fit_ssl(
         sums = {k: v.to(device) for k, v in resume["sums"].items()}
         winner = resume["winner"]
     pos, keeper, scheduler = parts.position, parts.keeper, parts.scheduler
+    if resume is not None:  # the saved random states are rank 0's
+        distributed.reseed_rank([view_gen, text_rng], seed + 12, pos.step)
 
     def save() -> None:
         if checkpoints is not None:

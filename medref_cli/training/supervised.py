@@ -171,6 +171,8 @@ def fit_supervised(
         parts.load_state_dict(model, resume)
         running.copy_(resume["running"])
     pos, keeper, scheduler = parts.position, parts.keeper, parts.scheduler
+    if resume is not None:  # the saved random states are rank 0's
+        distributed.reseed_rank([view_gen], cfg.train.seed + 1, pos.step)
     stepped = step_model(model, device, uses_embed=False, compile_model=cfg.runtime.compile)
 
     def save() -> None:

@@ -15,7 +15,7 @@ from torch import nn
 
 from medref_cli.config import ExperimentConfig, config_hash
 from medref_cli.errors import MedrefError
-from medref_cli.ledger import RunRecorder, find_finished, open_ledger, reopen_run
+from medref_cli.ledger import RunRecorder, find_finished, open_ledger
 from medref_cli.ledger.provenance import code_version
 from medref_cli.training import distributed
 from medref_cli.training.burnin_run import (
@@ -23,13 +23,14 @@ from medref_cli.training.burnin_run import (
     TrainOutcome,
     burnin_config,
     finish_run,
+    main_rank_reopen,
     main_rank_run,
+    resume_inputs,
     run_burnin,
 )
 from medref_cli.training.checkpoint import load_checkpoint
 from medref_cli.training.resume_run import (
     check_results_room,
-    check_same_data,
     load_resume_source,
 )
 from medref_cli.training.setup import RunInputs, build_model, prepare
@@ -113,23 +114,19 @@ def run_train(cfg: ExperimentConfig, ledger_url: str) -> tuple[int, bool, TrainO
         return burnin_id, reused, _fit_and_finish(run, inputs, student, None)
 
 
-def resume_train(ledger_url: str, run_id: int, given: ExperimentConfig, keys: set[str]) -> tuple[int, bool, TrainOutcome]:
+def resume_train(ledger_url: str, run_id: int, given: ExperimentConfig,
+                 keys: set[str]) -> tuple[int, bool, TrainOutcome | None]:
     """Continue a killed, lost or failed SSL run as the same ledger run. Returns what `run_train` does."""
     source = load_resume_source(ledger_url, run_id, "train", given, keys, lambda c: c)
-    inputs = prepare(source.cfg, ledger_url, need_unlabeled=True)
-    check_same_data(source.run, inputs)
+    inputs = resume_inputs(source, ledger_url, need_unlabeled=True)
     student = build_model(source.cfg, inputs.encoder.dim, inputs.device)
     check_results_room(source.cfg, student)
     burnin_id = source.run.parent_id
     if source.state is None:  # died before its first resume checkpoint: restart from the burn-in
         if burnin_id is None:
             raise MedrefError(f"train run {run_id} records no burn-in run to start from")
-        student.load_state_dict(burnin_weights(ledger_url, burnin_id))
+        if distributed.current().is_main:  # the other ranks start from rank 0's weights (DDP)
+            student.load_state_dict(burnin_weights(ledger_url, burnin_id))
     reused = bool((source.run.tags or {}).get("burnin_reused", False))
-    ledger = open_ledger(ledger_url)
-    try:
-        with reopen_run(ledger, run_id, "train", source.cfg.runtime.heartbeat_s, source.keep_step,
-                        source.note()) as run:
-            return burnin_id, reused, _fit_and_finish(run, inputs, student, source.state)
-    finally:
-        ledger.dispose()
+    with main_rank_reopen(ledger_url, source, "train") as run:
+        return burnin_id, reused, _fit_and_finish(run, inputs, student, source.state)

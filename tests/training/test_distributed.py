@@ -150,7 +150,7 @@ def test_train_over_two_cpu_processes_follows_the_single_process_run(cli, tmp_pa
     ("extra", "message"),
     [
         (["--nproc", "2", "--set", "train.batch_size=5"], "train.batch_size=5 (the global batch) does not split over 2"),
-        (["--nproc", "2", "--resume", "1"], "--resume continues a run in one process"),
+        (["--nproc", "2", "--resume", "1"], "no ledger"),
         (["--nproc", "0"], "--nproc must be >= 1"),
         (["--gpus", "0,0"], "--gpus names a GPU twice"),
         (["--gpus", "0,1", "--nproc", "3"], "--nproc 3 disagrees with --gpus"),
@@ -204,37 +204,74 @@ def test_the_full_method_trains_over_two_processes(cli, tmp_path, synthetic_root
     assert tags["train"]["world_size"] == 2 and tags["train"]["teacher_identical_checks"] >= 1
 
 
-def test_sigterm_to_the_launcher_stops_every_worker_and_marks_the_run_killed(tmp_path, synthetic_root):
-    """The launcher forwards SIGTERM; rank 0 closes its ledger run as killed and no worker is left."""
-    import signal
-    import sqlite3
-    import time
-
+def _launched_burnin(tmp_path: Path, synthetic_root: Path, *extra: str) -> subprocess.Popen:
+    """`medref burnin --cpu --nproc 2` on a tiny model, as its own process (so it can be signalled)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     env.pop("MEDREF_LEDGER", None)
     code = "import sys; from medref_cli.cli.main import run; sys.argv[0] = 'medref'; run()"
-    args = ["burnin", "--dataset", "synthetic", "--data", str(synthetic_root), "--backbone", "mmi-unet-tiny",
-            "--ratio", "0.5", "--epochs", "50", "--cpu", "--nproc", "2", "--set", "data.image_size=64",
-            "--set", "model.visual_pretrained=false", "--set", "model.text_encoder=tiny-random-bert",
-            "--set", "train.batch_size=4", "--set", "runtime.progress=false", "--set", "runtime.log_every=1"]
-    proc = subprocess.Popen([sys.executable, "-c", code, *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    db = tmp_path / "results" / "ledger.db"
+    return subprocess.Popen([sys.executable, "-c", code, *_burnin_args(synthetic_root), "--nproc", "2", *extra],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
-    def query(sql: str) -> list[tuple]:
-        if not db.exists():
-            return []
-        with sqlite3.connect(db, timeout=30) as con:
-            return con.execute(sql).fetchall()
+
+def _burnin_args(synthetic_root: Path) -> list[str]:
+    return ["burnin", "--dataset", "synthetic", "--data", str(synthetic_root), "--backbone", "mmi-unet-tiny",
+            "--ratio", "0.5", "--cpu", "--set", "data.image_size=64", "--set", "model.visual_pretrained=false",
+            "--set", "model.text_encoder=tiny-random-bert", "--set", "train.batch_size=4",
+            "--set", "runtime.progress=false", "--set", "runtime.log_every=1", "--set", "runtime.checkpoint_every=1"]
+
+
+def _query(tmp_path: Path, sql: str) -> list[tuple]:
+    import sqlite3
+
+    db = tmp_path / "results" / "ledger.db"
+    if not db.exists():
+        return []
+    with sqlite3.connect(db, timeout=30) as con:
+        return con.execute(sql).fetchall()
+
+
+def _terminate_when(tmp_path: Path, proc: subprocess.Popen, sql: str) -> None:
+    """SIGTERM the launcher once `sql` returns a row; wait for it to end."""
+    import signal
+    import time
 
     deadline = time.monotonic() + 300
-    while not query("SELECT 1 FROM metric_history"):  # a step was logged: the workers are training
+    while not _query(tmp_path, sql):
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "timeout"
-        time.sleep(0.1)
+        time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode != 0, err
-    (status, pid), = query("SELECT status, pid FROM runs WHERE kind = 'burnin'")
+
+
+def test_sigterm_to_the_launcher_stops_every_worker_and_marks_the_run_killed(tmp_path, synthetic_root):
+    """The launcher forwards SIGTERM; rank 0 closes its ledger run as killed and no worker is left."""
+    proc = _launched_burnin(tmp_path, synthetic_root, "--epochs", "50")
+    _terminate_when(tmp_path, proc, "SELECT 1 FROM metric_history")  # a step was logged: the workers train
+    (status, pid), = _query(tmp_path, "SELECT status, pid FROM runs WHERE kind = 'burnin'")
     assert status == "killed"
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # rank 0 has exited
+
+
+def test_a_killed_two_process_run_resumes_over_two_processes(cli, tmp_path, synthetic_root, monkeypatch):
+    """--resume with --nproc 2: the same ledger run continues from its last checkpoint and finishes,
+    every step logged once."""
+    import json
+
+    proc = _launched_burnin(tmp_path, synthetic_root, "--epochs", "4")
+    _terminate_when(tmp_path, proc, "SELECT 1 FROM artifacts WHERE role = 'resume'")
+    (run_id, status), = _query(tmp_path, "SELECT id, status FROM runs WHERE kind = 'burnin'")
+    assert status == "killed"
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    code, out, err = cli(*_burnin_args(synthetic_root), "--epochs", "4", "--nproc", "2", "--resume", str(run_id),
+                         "--json")
+    assert code == 0, err
+    assert json.loads(out)["run_id"] == run_id
+    (status, tags), = _query(tmp_path, f"SELECT status, tags FROM runs WHERE id = {run_id}")
+    tags = json.loads(tags)
+    assert status == "finished" and tags["world_size"] == 2 and tags["resumed"][0]["from_step"] >= 1
+    steps = [s for (s,) in _query(tmp_path, f"SELECT step FROM metric_history WHERE run_id = {run_id} "
+                                            "AND name = 'train_loss' ORDER BY step")]
+    (total,), = _query(tmp_path, f"SELECT value FROM final_metrics WHERE run_id = {run_id} AND name = 'steps'")
+    assert steps == list(range(1, int(total) + 1)) and total == 4 * 6  # 24 labeled / batch 4, 4 epochs
