@@ -23,6 +23,7 @@ from medref_cli.evaluation.evaluate import EvalResult, evaluate_split
 from medref_cli.ledger import Ledger, RunRecorder, open_ledger, record_run, reopen_run
 from medref_cli.training import distributed
 from medref_cli.training.checkpoint import save_checkpoint
+from medref_cli.training.metric_window import MetricSink
 from medref_cli.training.progress import Progress
 from medref_cli.training.resume import ResumeWriter
 from medref_cli.training.resume_run import (
@@ -34,7 +35,7 @@ from medref_cli.training.resume_run import (
     run_dir,
 )
 from medref_cli.training.setup import RunInputs, build_model, prepare
-from medref_cli.training.supervised import FitResult, MetricSink, fit_supervised
+from medref_cli.training.supervised import FitResult, fit_supervised
 
 CHECKPOINT_FORMAT = 1
 

@@ -27,8 +27,9 @@ from medref_cli.models.text_cache import TextFeatureCache
 from medref_cli.training import distributed
 from medref_cli.training.batches import epoch_batches, take
 from medref_cli.training.ema import EMATeacher
+from medref_cli.training.metric_window import MetricSink, MetricWindow
 from medref_cli.training.progress import Progress
-from medref_cli.training.resume import CycledBatches, LoopPosition, ResumeWriter, cpu_tensors
+from medref_cli.training.resume import CycledBatches, LoopPosition, ResumeWriter
 from medref_cli.training.schedules import (
     build_cosine_scheduler,
     build_optimizer,
@@ -38,7 +39,7 @@ from medref_cli.training.schedules import (
 from medref_cli.training.setup import seed_everything
 from medref_cli.training.ssl_step import StepWeights, ssl_loss
 from medref_cli.training.step_model import step_model
-from medref_cli.training.supervised import BestKeeper, FitResult, LoopParts, MetricSink, steps_per_epoch
+from medref_cli.training.supervised import BestKeeper, FitResult, LoopParts, steps_per_epoch
 
 
 def step_weights(cfg: ExperimentConfig, epochs_in: float) -> StepWeights:
@@ -58,6 +59,14 @@ def _validate(models: dict[str, nn.Module], valid: SplitTensors, text_cache: Tex
                              cfg.runtime.channels_last).metrics["dice_global"]
         for name, m in models.items()
     }
+
+
+def _schedule_values(cfg: ExperimentConfig, weights: StepWeights, scheduler, teacher: EMATeacher | None,
+                     epochs_in: float) -> dict[str, float]:
+    values = {"lambda_u": weights.lambda_u, "lr": scheduler.get_last_lr()[0]}
+    if teacher is not None:
+        values["ema_momentum"] = momentum_at(cfg, epochs_in)
+    return values
 
 
 def _candidates(cfg: ExperimentConfig, student: nn.Module, teacher: EMATeacher | None) -> dict[str, nn.Module]:
@@ -110,13 +119,13 @@ def fit_ssl(
     labeled_stream = CycledBatches(len(labeled), cfg.train.batch_size, order_gen)
     winner = "student"
     parts_checked = 0  # validations at which the teacher was compared across ranks
-    sums: dict[str, torch.Tensor] = {}
+    window = MetricWindow(cfg.runtime.log_every, device)
     if resume is not None:
         parts.load_state_dict(student, resume)
         if teacher is not None:
             teacher.load_state_dict(resume["teacher"])
         labeled_stream.load_state_dict(resume["labeled_stream"])
-        sums = {k: v.to(device) for k, v in resume["sums"].items()}
+        window.load_state_dict(resume["sums"])
         winner = resume["winner"]
     pos, keeper, scheduler = parts.position, parts.keeper, parts.scheduler
     if resume is not None:  # the saved random states are rank 0's
@@ -125,7 +134,7 @@ def fit_ssl(
     def save() -> None:
         if checkpoints is not None:
             checkpoints.save({**parts.state_dict(student), "teacher": None if teacher is None else teacher.state_dict(),
-                              "labeled_stream": labeled_stream.state_dict(), "sums": cpu_tensors(sums),
+                              "labeled_stream": labeled_stream.state_dict(), "sums": window.state_dict(),
                               "winner": winner})
 
     progress.start("semi-supervised", total)
@@ -146,21 +155,11 @@ def fit_ssl(
             scheduler.step()
             if teacher is not None:
                 teacher.update(student, momentum_at(cfg, epochs_in))
-            for k, v in step_parts.items():
-                sums[k] = sums[k] + v if k in sums else v.clone()
+            window.add(step_parts)
             pos.step += 1
             pos.batch_pos += 1
-            if pos.step % cfg.runtime.log_every == 0 or pos.step == total:
-                n = (pos.step - 1) % cfg.runtime.log_every + 1
-                values = {k: float(v) / n for k, v in distributed.mean_over_ranks(sums).items()}
-                sums.clear()
-                values.update({"lambda_u": weights.lambda_u, "lr": scheduler.get_last_lr()[0]})
-                if teacher is not None:
-                    values["ema_momentum"] = momentum_at(cfg, epochs_in)
-                log(values, pos.step)
-                progress.update(pos.step, loss=values["loss"])
-            else:
-                progress.update(pos.step)
+            window.close_step(pos.step, total, log, progress, "loss",
+                              partial(_schedule_values, cfg, weights, scheduler, teacher, epochs_in))
             if checkpoints is not None and checkpoints.due(pos.step, pos.batch_pos == len(pos.batches)):
                 save()
         epoch = pos.epoch

@@ -8,7 +8,6 @@ Losses stay on the device and are read back only every `log_every` steps.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +22,7 @@ from medref_cli.losses.dice_ce import DiceCELoss
 from medref_cli.models.text_cache import TextFeatureCache
 from medref_cli.training import distributed
 from medref_cli.training.batches import epoch_batches, model_input, take
+from medref_cli.training.metric_window import MetricSink, MetricWindow
 from medref_cli.training.precision import autocast
 from medref_cli.training.progress import Progress
 from medref_cli.training.resume import (
@@ -36,8 +36,6 @@ from medref_cli.training.resume import (
 from medref_cli.training.schedules import build_cosine_scheduler, build_optimizer
 from medref_cli.training.setup import seed_everything
 from medref_cli.training.step_model import step_model
-
-MetricSink = Callable[[dict[str, float], int], None]
 
 
 @dataclass
@@ -166,10 +164,11 @@ def fit_supervised(
                       BestKeeper(cfg.train.patience), {"order": order_gen, "view": view_gen},
                       LoopPosition(done=epochs < 1), [])
     loss_fn = DiceCELoss(cfg.train.dice_weight, cfg.train.ce_weight)
-    running = torch.zeros((), device=device)
+    window = MetricWindow(cfg.runtime.log_every, device)
     if resume is not None:
         parts.load_state_dict(model, resume)
-        running.copy_(resume["running"])
+        # checkpoints of earlier releases keep the running train loss as "running"
+        window.load_state_dict(resume["sums"] if "sums" in resume else {"train_loss": resume["running"]})
     pos, keeper, scheduler = parts.position, parts.keeper, parts.scheduler
     if resume is not None:  # the saved random states are rank 0's
         distributed.reseed_rank([view_gen], cfg.train.seed + 1, pos.step)
@@ -177,7 +176,7 @@ def fit_supervised(
 
     def save() -> None:
         if checkpoints is not None:
-            checkpoints.save({**parts.state_dict(model), "running": running.detach().cpu()})
+            checkpoints.save({**parts.state_dict(model), "sums": window.state_dict()})
 
     def validate() -> tuple[float, float]:
         val = evaluate_split(model, valid, text_cache, cfg.eval.threshold, cfg.train.batch_size,
@@ -197,17 +196,10 @@ def fit_supervised(
             loss.backward()
             optimizer.step()
             scheduler.step()
-            running += loss.detach()
+            window.add({"train_loss": loss})
             pos.step += 1
             pos.batch_pos += 1
-            if pos.step % cfg.runtime.log_every == 0 or pos.step == total:
-                n = (pos.step - 1) % cfg.runtime.log_every + 1
-                value = float(distributed.mean_over_ranks({"loss": running})["loss"]) / n
-                running.zero_()
-                log({"train_loss": value, "lr": scheduler.get_last_lr()[0]}, pos.step)
-                progress.update(pos.step, loss=value)
-            else:
-                progress.update(pos.step)
+            window.close_step(pos.step, total, log, progress, "train_loss", lambda: {"lr": scheduler.get_last_lr()[0]})
             if checkpoints is not None and checkpoints.due(pos.step, pos.batch_pos == len(pos.batches)):
                 save()
         epoch = pos.epoch
