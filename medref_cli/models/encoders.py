@@ -29,6 +29,11 @@ from medref_cli.errors import MedrefError
 
 BUILTIN_MINILM = "builtin-minilm"
 TINY_RANDOM_BERT = "tiny-random-bert"
+# CXR-BERT's size (BERT-base: 12 layers, 768 wide) with seeded random weights: the paper's text-encoder
+# arithmetic without a download (benchmarks; its features carry no meaning)
+BASE_RANDOM_BERT = "base-random-bert"
+# (hidden size, layers, attention heads, feed-forward size) of the random BERTs
+RANDOM_BERTS = {TINY_RANDOM_BERT: (32, 2, 2, 64), BASE_RANDOM_BERT: (768, 12, 12, 3072)}
 VISUAL_OUT_INDICES = (0, 1, 2, 3)
 # hidden states averaged into `TextFeatures.pooled`: layers 1, 2 and the last (0 = embeddings)
 POOLED_LAYERS = (1, 2, -1)
@@ -269,14 +274,15 @@ def builtin_minilm_path() -> Path:
 
 
 def load_text_encoder(name: str, max_length: int = 24) -> TextEncoder:
-    """A frozen text encoder by name: builtin-minilm, tiny-random-bert, a local folder or a hub name."""
+    """A frozen text encoder by name: builtin-minilm, tiny-random-bert, base-random-bert, a local folder
+    or a hub name."""
     if max_length < 2:
         raise MedrefError(f"model.text_max_length must be >= 2, got {max_length}")
     with _quiet_transformers():
         if name == BUILTIN_MINILM:
             tokenizer, model = _load_pretrained(str(builtin_minilm_path()), local_only=True)
-        elif name == TINY_RANDOM_BERT:
-            tokenizer, model = _tiny_random_bert(max_length)
+        elif name in RANDOM_BERTS:
+            tokenizer, model = _random_bert(max_length, *RANDOM_BERTS[name])
         else:
             tokenizer, model = _load_named(name)
     return TextEncoder(name, tokenizer, model, max_length)
@@ -314,17 +320,18 @@ def _load_pretrained(source: str, local_only: bool) -> tuple[Any, nn.Module]:
     return tokenizer, model
 
 
-def _tiny_random_bert(max_length: int) -> tuple[Any, nn.Module]:
-    """A 2-layer, 32-wide BERT with seeded random weights and MiniLM's real tokenizer (unit tests)."""
+def _random_bert(max_length: int, hidden: int, layers: int, heads: int, ffn: int) -> tuple[Any, nn.Module]:
+    """A BERT of the given size with seeded random weights and MiniLM's real tokenizer (unit tests,
+    benchmarks)."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     tokenizer = AutoTokenizer.from_pretrained(str(builtin_minilm_path()), local_files_only=True)
     config = BertConfig(
         vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=ffn,
         max_position_embeddings=max(64, max_length),
     )
     with torch.random.fork_rng(devices=[]):

@@ -203,3 +203,16 @@ def test_text_features_select_rows(tiny_text):
     torch.testing.assert_close(picked.tokens, features.tokens[[2, 0]])
     assert torch.equal(picked.mask, features.mask[[2, 0]])
     torch.testing.assert_close(picked.pooled, features.pooled[[2, 0]])
+
+
+def test_base_random_bert_has_cxr_berts_size_and_is_seeded():
+    """The offline stand-in for CXR-BERT's arithmetic: BERT-base size, frozen, the same weights every load."""
+    from medref_cli.models.encoders import load_text_encoder
+
+    first, second = load_text_encoder("base-random-bert"), load_text_encoder("base-random-bert")
+    config = first.model.config
+    assert (first.dim, config.num_hidden_layers, config.num_attention_heads) == (768, 12, 12)
+    assert 100e6 < sum(p.numel() for p in first.model.parameters()) < 120e6
+    assert not any(p.requires_grad for p in first.model.parameters())
+    a, b = first.encode(["left lung"]), second.encode(["left lung"])
+    assert a.tokens.shape[-1] == 768 and torch.equal(a.pooled, b.pooled)
