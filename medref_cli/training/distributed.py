@@ -95,7 +95,8 @@ def stop() -> None:
 
 
 def rank_device(spec: str) -> str:
-    """The device of this rank: the launcher's per-rank list, else cuda:LOCAL_RANK for a GPU spec."""
+    """The device of this rank: the launcher's per-rank list; else, under torchrun, cuda:LOCAL_RANK
+    for any GPU spec (auto, cuda, cuda:N: one GPU per rank, as torchrun's processes are laid out)."""
     layout = env_world()
     listed = os.environ.get("MEDREF_RANK_DEVICES")
     if listed:
@@ -103,7 +104,8 @@ def rank_device(spec: str) -> str:
         if len(devices) != layout.world:
             raise MedrefError(f"MEDREF_RANK_DEVICES names {len(devices)} devices for {layout.world} ranks")
         return devices[layout.local_rank]
-    if layout.active and spec.strip().lower() in ("auto", "cuda") and torch.cuda.is_available():
+    gpu_spec = spec.strip().lower() == "auto" or spec.strip().lower().startswith("cuda")
+    if layout.active and gpu_spec and torch.cuda.is_available():
         return f"cuda:{layout.local_rank}"
     return spec
 

@@ -275,3 +275,23 @@ def test_a_killed_two_process_run_resumes_over_two_processes(cli, tmp_path, synt
                                             "AND name = 'train_loss' ORDER BY step")]
     (total,), = _query(tmp_path, f"SELECT value FROM final_metrics WHERE run_id = {run_id} AND name = 'steps'")
     assert steps == list(range(1, int(total) + 1)) and total == 4 * 6  # 24 labeled / batch 4, 4 epochs
+
+
+def test_rank_device_and_layout_from_the_environment(monkeypatch):
+    from medref_cli.errors import MedrefError
+
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MEDREF_RANK_DEVICES"):
+        monkeypatch.delenv(name, raising=False)
+    assert distributed.env_world() == distributed.Dist(0, 1, 0) and distributed.rank_device("cpu") == "cpu"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("MEDREF_RANK_DEVICES", "cuda:3,cuda:5")
+    assert distributed.env_world() == distributed.Dist(1, 2, 1)
+    assert distributed.rank_device("auto") == "cuda:5"  # the launcher's list wins
+    monkeypatch.setenv("MEDREF_RANK_DEVICES", "cuda:3")
+    with pytest.raises(MedrefError, match="names 1 devices for 2 ranks"):
+        distributed.rank_device("auto")
+    monkeypatch.setenv("RANK", "2")
+    with pytest.raises(MedrefError, match="bad rank layout"):
+        distributed.env_world()
