@@ -56,8 +56,15 @@ def execute(command: str, cfg, url: str, gpus: str | None, nproc: int | None, re
 
 
 def run_options(backbone: str | None, ratio: float | None, seed: int | None, gpu: int | None, cpu: bool,
-                dataset: str | None, data: Path | None, compile_: bool | None = None) -> dict:
-    """The config keys that the options shared by `burnin` and `train` set."""
+                dataset: str | None, data: Path | None, compile_: bool | None = None, gpus: str | None = None) -> dict:
+    """The config keys that the options shared by `burnin` and `train` set (`--gpus` with one id is `--gpu`)."""
+    from medref_cli.errors import MedrefError
+
+    gpu_ids = int_list(gpus, "--gpus")
+    if gpu_ids is not None and (gpu is not None or cpu):
+        raise MedrefError("--gpus excludes --gpu and --cpu")
+    if gpu_ids is not None and len(gpu_ids) == 1:
+        gpu = gpu_ids[0]
     return {
         "model.backbone": backbone,
         "split.ratio": ratio,
@@ -92,7 +99,7 @@ def burnin(
     from medref_cli.training.burnin_run import burnin_summary, resume_burnin, run_burnin
     from medref_cli.training.resume_run import given_keys
 
-    options = {**run_options(backbone, ratio, seed, gpu, cpu, dataset, data, compile_),
+    options = {**run_options(backbone, ratio, seed, gpu, cpu, dataset, data, compile_, gpus),
                "train.burnin_epochs": epochs}
     cfg = build_config(config, set_, **options)
     url = ledger_url(ledger, cfg.runtime.results_dir)

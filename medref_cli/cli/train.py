@@ -56,7 +56,7 @@ def train(
     from medref_cli.training.resume_run import given_keys
     from medref_cli.training.train_run import resume_train, run_train, train_summary
 
-    options = {**run_options(backbone, ratio, seed, gpu, cpu, dataset, data, compile_), "train.epochs": epochs,
+    options = {**run_options(backbone, ratio, seed, gpu, cpu, dataset, data, compile_, gpus), "train.epochs": epochs,
                "train.burnin_epochs": burnin_epochs}
     cfg = build_config(config, set_, **options)
     url = ledger_url(ledger, cfg.runtime.results_dir)

@@ -34,6 +34,8 @@ STOP_GRACE_S = 20.0
 def rank_devices(gpus: list[int] | None, nproc: int | None, device: str) -> list[str] | None:
     """The device of every rank, or None for a single-process run."""
     if gpus is not None:
+        if not gpus:
+            raise MedrefError("--gpus names no GPU")
         if nproc is not None and nproc != len(gpus):
             raise MedrefError(f"--nproc {nproc} disagrees with --gpus (one process per GPU: {len(gpus)})")
         if len(set(gpus)) != len(gpus):

@@ -155,12 +155,17 @@ def test_train_over_two_cpu_processes_follows_the_single_process_run(cli, tmp_pa
         (["--gpus", "0,0"], "--gpus names a GPU twice"),
         (["--gpus", "0,1", "--nproc", "3"], "--nproc 3 disagrees with --gpus"),
         (["--gpus", "0,x"], "--gpus expects comma-separated integers"),
+        (["--gpus", ","], "--gpus names no GPU"),
+        (["--gpus", "0,1", "--cpu"], "--gpus excludes --gpu and --cpu"),
         # raised inside the worker processes: rank 0's error comes back as the one line
         (["--nproc", "2", "--epochs", "0"], "train.epochs must be >= 1 for the semi-supervised phase"),
     ],
 )
 def test_bad_multi_process_options_are_one_line_and_write_nothing(cli, tmp_path, synthetic_root, extra, message):
-    code, _, err = cli(*_train_args(synthetic_root), *extra)
+    base = _train_args(synthetic_root)
+    if "--gpus" in extra:  # GPU runs: the CPU flag of the shared arguments goes (the cases that want it add it)
+        base.remove("--cpu")
+    code, _, err = cli(*base, *extra)
     assert code != 0 and message in err and err.count("\n") == 1, err
     assert not (tmp_path / "results").exists()
 
