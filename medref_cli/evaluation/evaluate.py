@@ -7,6 +7,7 @@ Predictions are thresholded at `threshold` (0.5) on the sigmoid of the logits.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -14,7 +15,7 @@ from torch import nn
 
 from medref_cli.data.cache import SplitTensors
 from medref_cli.data.views import to_unit
-from medref_cli.evaluation.metrics import SegmentationMeter
+from medref_cli.evaluation.metrics import SegmentationMeter, binarize, confusion_per_image
 from medref_cli.models.text_cache import TextFeatureCache
 from medref_cli.training.batches import model_input, sequential_batches, take
 from medref_cli.training.precision import autocast
@@ -71,3 +72,29 @@ def evaluate_split(
         model.train(was_training)
     per_image = meter.per_image()
     return EvalResult(meter.compute(), list(split.ids), per_image["dice"].tolist(), per_image["iou"].tolist())
+
+
+@torch.inference_mode()
+def pixel_counts(
+    model: nn.Module,
+    split: SplitTensors,
+    text_cache: TextFeatureCache,
+    batches: Sequence[torch.Tensor],
+    threshold: float = 0.5,
+    amp: bool = True,
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """(TP, FP, FN) int64 over the rows of `batches` (zeros for none), on the split's device: what the
+    global Dice and IoU are made of, summable over shards of a split."""
+    was_training = model.training
+    model.eval()
+    device = split.images.device
+    totals = torch.zeros(3, dtype=torch.int64, device=device)
+    try:
+        for index in batches:
+            probs = predict_probs(model, split, index, text_cache, amp, channels_last)
+            counts = confusion_per_image(binarize(probs, threshold), split.masks[index.to(device)])
+            totals += torch.stack([c.sum() for c in counts])
+    finally:
+        model.train(was_training)
+    return totals

@@ -188,6 +188,32 @@ def _kill_signals_raise() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def kill_signals_deferred() -> Iterator[None]:
+    """Hold SIGTERM and SIGINT until the block ends, then raise RunKilled for the first one.
+
+    For writes that must not be cut in half (a checkpoint): a signal arriving inside `torch.save`
+    would surface as the serialiser's RuntimeError, and the run would be closed as failed instead
+    of killed. Outside the main thread (no signal handlers there) the block runs as is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+
+    def _hold(signum, _frame):
+        pending.append(signum)
+
+    previous = {sig: signal.signal(sig, _hold) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if pending:
+        raise RunKilled(pending[0])
+
+
+@contextlib.contextmanager
 def record_run(
     ledger: Ledger,
     kind: str,

@@ -11,6 +11,7 @@ import torch
 
 from medref_cli.errors import MedrefError
 from medref_cli.files import sha256_file as file_sha256
+from medref_cli.ledger.recorder import kill_signals_deferred
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> str:
@@ -22,12 +23,13 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> str:
     except OSError as exc:
         raise MedrefError(f"cannot write a checkpoint in {path.parent}: {exc.strerror}") from None
     try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        digest = file_sha256(Path(tmp))
-        os.replace(tmp, path)
+        with kill_signals_deferred():  # a kill waits until the file is whole and in place
+            with os.fdopen(fd, "wb") as fh:
+                torch.save(state, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            digest = file_sha256(Path(tmp))
+            os.replace(tmp, path)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, OSError):

@@ -12,8 +12,9 @@ Conventions, so that N processes compute what one process computes at the same c
   (`gather_rows`), so both equal their single-process values on the global batch;
 - per-rank augmentation draws come from generators seeded per rank (rank 0 keeps the
   single-process seeds);
-- only rank 0 touches the ledger, the artifacts and the terminal; decisions that steer the
-  loop (validation scores, early stopping) are made on rank 0 and broadcast.
+- only rank 0 touches the ledger, the artifacts and the terminal; validation is shared out (each
+  rank scores every N-th batch, the pixel counts are summed), so every rank gets the same scores
+  and the same early-stopping decision; other rank-0 decisions are broadcast (`from_main`).
 
 The process group is set up from the usual torchrun variables (RANK, WORLD_SIZE, LOCAL_RANK,
 MASTER_ADDR, MASTER_PORT), so ``torchrun -m medref_cli train ...`` works as well as
@@ -178,6 +179,14 @@ def mean_over_ranks(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     torch.distributed.all_reduce(stacked)
     stacked /= current().world
     return dict(zip(keys, stacked.unbind(), strict=True))
+
+
+def sum_counts(counts: torch.Tensor) -> torch.Tensor:
+    """An integer tensor summed over the ranks (a copy; the same tensor's values in one process)."""
+    counts = counts.clone()
+    if current().active:
+        torch.distributed.all_reduce(counts)
+    return counts
 
 
 def trim_batches(batches: list[torch.Tensor]) -> list[torch.Tensor]:

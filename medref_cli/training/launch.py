@@ -79,16 +79,19 @@ def _worker_env(rank: int, world: int, port: int, devices: list[str], folder: Pa
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
+    """SIGTERM rank 0 first and let it close its ledger run as killed (the others, still alive, let
+    its current collective finish), then the other ranks; SIGKILL whatever outlives the grace time."""
     deadline = time.monotonic() + STOP_GRACE_S
-    for p in procs:
-        try:
-            p.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+    for group in (procs[:1], procs[1:]):
+        for p in group:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in group:
+            try:
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
 
 
 def _error_of(folder: Path, rank: int, proc: subprocess.Popen) -> str:

@@ -21,7 +21,6 @@ from torch import nn
 
 from medref_cli.config import ExperimentConfig
 from medref_cli.data.cache import SplitTensors
-from medref_cli.evaluation.evaluate import evaluate_split
 from medref_cli.losses.dice_ce import DiceCELoss
 from medref_cli.models.text_cache import TextFeatureCache
 from medref_cli.training import distributed
@@ -39,7 +38,13 @@ from medref_cli.training.schedules import (
 from medref_cli.training.setup import seed_everything
 from medref_cli.training.ssl_step import StepWeights, ssl_loss
 from medref_cli.training.step_model import step_model
-from medref_cli.training.supervised import BestKeeper, FitResult, LoopParts, steps_per_epoch
+from medref_cli.training.supervised import (
+    BestKeeper,
+    FitResult,
+    LoopParts,
+    steps_per_epoch,
+    validation_scores,
+)
 
 
 def step_weights(cfg: ExperimentConfig, epochs_in: float) -> StepWeights:
@@ -54,11 +59,7 @@ def momentum_at(cfg: ExperimentConfig, epochs_in: float) -> float:
 
 def _validate(models: dict[str, nn.Module], valid: SplitTensors, text_cache: TextFeatureCache,
               cfg: ExperimentConfig) -> dict[str, float]:
-    return {
-        name: evaluate_split(m, valid, text_cache, cfg.eval.threshold, cfg.train.batch_size, cfg.runtime.amp,
-                             cfg.runtime.channels_last).metrics["dice_global"]
-        for name, m in models.items()
-    }
+    return {name: validation_scores(m, valid, text_cache, cfg)[0] for name, m in models.items()}
 
 
 def _schedule_values(cfg: ExperimentConfig, weights: StepWeights, scheduler, teacher: EMATeacher | None,
@@ -168,7 +169,7 @@ def fit_ssl(
             if teacher is not None:
                 distributed.check_identical(teacher.model, "EMA teacher")
                 parts_checked += distributed.current().active
-            scores = distributed.from_main(partial(_validate, candidates, valid, text_cache, cfg))
+            scores = _validate(candidates, valid, text_cache, cfg)  # the same on every rank
             name = max(scores, key=scores.get)
             if keeper.offer(scores[name], epoch, candidates[name]):
                 winner = name

@@ -17,11 +17,12 @@ from torch import nn
 from medref_cli.config import ExperimentConfig
 from medref_cli.data.cache import SplitTensors
 from medref_cli.data.views import to_unit, weak_view
-from medref_cli.evaluation.evaluate import evaluate_split
+from medref_cli.evaluation.evaluate import pixel_counts
+from medref_cli.evaluation.metrics import dice_from_counts, iou_from_counts
 from medref_cli.losses.dice_ce import DiceCELoss
 from medref_cli.models.text_cache import TextFeatureCache
 from medref_cli.training import distributed
-from medref_cli.training.batches import epoch_batches, model_input, take
+from medref_cli.training.batches import epoch_batches, model_input, sequential_batches, take
 from medref_cli.training.metric_window import MetricSink, MetricWindow
 from medref_cli.training.precision import autocast
 from medref_cli.training.progress import Progress
@@ -117,6 +118,18 @@ class LoopParts:
         restore_rng(state["rng"], self.sources)
 
 
+def validation_scores(model: nn.Module, valid: SplitTensors, text_cache: TextFeatureCache,
+                      cfg: ExperimentConfig) -> tuple[float, float]:
+    """Global validation Dice and IoU. With several processes rank r scores batches r, r+N, ... and
+    the pixel counts are summed over the ranks: every rank gets the integers one process counts."""
+    dist = distributed.current()
+    mine = sequential_batches(len(valid), cfg.train.batch_size)[dist.rank::dist.world]
+    counts = pixel_counts(model, valid, text_cache, mine, cfg.eval.threshold, cfg.runtime.amp,
+                          cfg.runtime.channels_last)
+    tp, fp, fn = distributed.sum_counts(counts).cpu().unbind(0)
+    return float(dice_from_counts(tp, fp, fn, 0.0)), float(iou_from_counts(tp, fp, fn, 0.0))
+
+
 def supervised_loss(
     model: nn.Module,
     labeled: SplitTensors,
@@ -178,11 +191,6 @@ def fit_supervised(
         if checkpoints is not None:
             checkpoints.save({**parts.state_dict(model), "sums": window.state_dict()})
 
-    def validate() -> tuple[float, float]:
-        val = evaluate_split(model, valid, text_cache, cfg.eval.threshold, cfg.train.batch_size,
-                             cfg.runtime.amp, cfg.runtime.channels_last)
-        return val.metrics["dice_global"], val.metrics["iou_global"]
-
     progress.start("burn-in", total)
     progress.update(pos.step)
     while not pos.done:
@@ -204,7 +212,7 @@ def fit_supervised(
                 save()
         epoch = pos.epoch
         if epoch % cfg.train.val_every == 0 or epoch == epochs:
-            val_dice, val_iou = distributed.from_main(validate)  # rank 0 decides for every rank
+            val_dice, val_iou = validation_scores(model, valid, text_cache, cfg)
             keeper.offer(val_dice, epoch, model)
             record = {"epoch": epoch, "val_dice_global": val_dice, "val_iou_global": val_iou}
             parts.history.append(record)

@@ -217,3 +217,34 @@ def test_runs_cli_lists_shows_and_diffs(cli, tmp_path):
     assert code == 2 and "no run 99" in err and err.count("\n") == 1
     code, out, err = cli("runs", "--status", "weird")
     assert code == 2 and "unknown status" in err
+
+
+def test_a_kill_signal_waits_for_the_end_of_a_deferred_block(tmp_path, monkeypatch):
+    """SIGTERM inside `kill_signals_deferred` lets the block finish (a checkpoint is written whole and
+    moved into place), then surfaces as RunKilled; the handlers in force before are back afterwards."""
+    import os
+    import signal
+
+    from medref_cli.ledger.recorder import RunKilled, kill_signals_deferred
+    from medref_cli.training.checkpoint import load_checkpoint, save_checkpoint
+
+    before = signal.getsignal(signal.SIGTERM)
+    reached_the_end = False
+    with pytest.raises(RunKilled) as killed, kill_signals_deferred():
+        os.kill(os.getpid(), signal.SIGTERM)
+        reached_the_end = True
+    assert reached_the_end and killed.value.signum == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is before
+
+    import torch
+
+    real_save = torch.save
+
+    def save_then_signal(obj, fh):  # the signal lands in the middle of a checkpoint write
+        os.kill(os.getpid(), signal.SIGTERM)
+        real_save(obj, fh)
+
+    monkeypatch.setattr(torch, "save", save_then_signal)
+    with pytest.raises(RunKilled):
+        save_checkpoint(tmp_path / "ckpt.pt", {"weights": torch.arange(5)})
+    assert torch.equal(load_checkpoint(tmp_path / "ckpt.pt")["weights"], torch.arange(5))

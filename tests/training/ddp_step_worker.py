@@ -25,7 +25,7 @@ from medref_cli.training.ema import EMATeacher
 from medref_cli.training.setup import build_model, build_text
 from medref_cli.training.ssl_step import ssl_loss
 from medref_cli.training.step_model import step_model
-from medref_cli.training.supervised import supervised_loss
+from medref_cli.training.supervised import supervised_loss, validation_scores
 
 
 def one_step(spec: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -43,6 +43,9 @@ def one_step(spec: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tenso
     stepped = step_model(student, device, uses_embed=spec["kind"] == "ssl" and cfg.ssl.contrastive != "none",
                          compile_model=False)
     gen = torch.Generator().manual_seed(5)
+    if spec["kind"] == "val":  # validation scores, each rank scoring its share of a 16-image split
+        dice, iou = validation_scores(student, load_split(records[:16], cfg.data.image_size), cache, cfg)
+        return {"dice": torch.tensor(dice, dtype=torch.float64), "iou": torch.tensor(iou, dtype=torch.float64)}, {}
     if spec["kind"] == "ssl":
         lab = take(labeled, distributed.shard(spec["labeled"]))
         unl = take(unlabeled, distributed.shard(spec["unlabeled"]))

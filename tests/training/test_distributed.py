@@ -70,6 +70,29 @@ def _single_process(workdir: Path) -> dict:
     return {"parts": parts, "grads": grads}
 
 
+def test_validation_over_two_processes_counts_what_one_process_counts(spec):
+    """Each rank scores every other batch and the pixel counts are summed: both ranks get the global
+    Dice and IoU of `evaluate_split` over the whole split."""
+    from medref_cli.data.cache import load_split
+    from medref_cli.data.readers import read_dataset
+    from medref_cli.evaluation.evaluate import evaluate_split
+    from medref_cli.training.setup import build_text
+
+    workdir = spec("val", EXACT_SETS + ["train.batch_size=3"])  # 16 images: 6 batches, 3 per rank
+    ranks = _two_ranks(workdir)
+    saved = torch.load(workdir / "spec.pt", weights_only=False)
+    cfg = load_config(None, sets=saved["sets"])
+    _, cache = build_text(cfg, torch.device("cpu"))
+    model = build_model(cfg, cache.encoder.dim, torch.device("cpu"))
+    model.load_state_dict(saved["state"])
+    split = load_split(read_dataset(Path(saved["data"]))["train"][:16], cfg.data.image_size)
+    whole = evaluate_split(model, split, cache, cfg.eval.threshold, 3, cfg.runtime.amp, cfg.runtime.channels_last)
+    for rank in ranks:
+        assert rank["parts"]["dice"].item() == pytest.approx(whole.metrics["dice_global"], rel=1e-6)  # float32 over the wire
+        assert rank["parts"]["iou"].item() == pytest.approx(whole.metrics["iou_global"], rel=1e-6)
+    assert 0.0 < whole.metrics["dice_global"] < 1.0
+
+
 def _assert_same_step(one: dict, two: dict) -> None:
     assert one["parts"].keys() == two["parts"].keys()
     for key, value in one["parts"].items():
@@ -253,8 +276,8 @@ def test_sigterm_to_the_launcher_stops_every_worker_and_marks_the_run_killed(tmp
     """The launcher forwards SIGTERM; rank 0 closes its ledger run as killed and no worker is left."""
     proc = _launched_burnin(tmp_path, synthetic_root, "--epochs", "50")
     _terminate_when(tmp_path, proc, "SELECT 1 FROM metric_history")  # a step was logged: the workers train
-    (status, pid), = _query(tmp_path, "SELECT status, pid FROM runs WHERE kind = 'burnin'")
-    assert status == "killed"
+    (status, pid, error), = _query(tmp_path, "SELECT status, pid, error FROM runs WHERE kind = 'burnin'")
+    assert status == "killed", error
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # rank 0 has exited
 
