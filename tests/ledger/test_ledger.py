@@ -225,7 +225,7 @@ def test_a_kill_signal_waits_for_the_end_of_a_deferred_block(tmp_path, monkeypat
     import os
     import signal
 
-    from medref_cli.ledger.recorder import RunKilled, kill_signals_deferred
+    from medref_cli.ledger.recorder import RunKilled, _kill_signals_raise, kill_signals_deferred
     from medref_cli.training.checkpoint import load_checkpoint, save_checkpoint
 
     before = signal.getsignal(signal.SIGTERM)
@@ -245,6 +245,7 @@ def test_a_kill_signal_waits_for_the_end_of_a_deferred_block(tmp_path, monkeypat
         real_save(obj, fh)
 
     monkeypatch.setattr(torch, "save", save_then_signal)
-    with pytest.raises(RunKilled):
+    # as inside a recorded run: SIGTERM raises RunKilled (without the deferral the write would be cut)
+    with pytest.raises(RunKilled), _kill_signals_raise():
         save_checkpoint(tmp_path / "ckpt.pt", {"weights": torch.arange(5)})
     assert torch.equal(load_checkpoint(tmp_path / "ckpt.pt")["weights"], torch.arange(5))
