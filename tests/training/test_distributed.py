@@ -254,8 +254,13 @@ def _query(tmp_path: Path, sql: str) -> list[tuple]:
     db = tmp_path / "results" / "ledger.db"
     if not db.exists():
         return []
-    with sqlite3.connect(db, timeout=30) as con:
-        return con.execute(sql).fetchall()
+    try:
+        with sqlite3.connect(db, timeout=30) as con:
+            return con.execute(sql).fetchall()
+    except sqlite3.OperationalError as exc:  # the ledger file exists a moment before its tables
+        if "no such table" in str(exc):
+            return []
+        raise
 
 
 def _terminate_when(tmp_path: Path, proc: subprocess.Popen, sql: str) -> None:
