@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -40,19 +39,23 @@ CompileOpt = Annotated[bool | None, typer.Option("--compile/--no-compile", help=
                                                  "(runtime.compile).", show_default=False)]
 
 
-def execute(command: str, cfg, url: str, gpus: str | None, nproc: int | None, resume: int | None,
-            keys: set[str], single: Callable[[], dict]) -> dict | None:
-    """Run `command` in this process (`single`), over launched worker processes (--gpus / --nproc),
-    or as one rank under torchrun. `resume`/`keys`: the run to continue and the options given.
-    The summary to print; None on the silent ranks under torchrun."""
+def execute(command: str, config: Path | None, sets: list[str] | None, options: dict, ledger: str | None,
+            gpus: str | None, nproc: int | None, resume: int | None) -> dict | None:
+    """Build the config of `burnin`/`train` from its options and run it (or continue the run
+    `resume`): in this process, over launched worker processes (--gpus / --nproc), or as one rank
+    under torchrun. The summary to print; None on the silent ranks under torchrun."""
     from medref_cli.training import distributed, launch
+    from medref_cli.training.resume_run import given_keys
 
+    cfg = build_config(config, sets, **options)
+    url = ledger_url(ledger, cfg.runtime.results_dir)
+    keys = sorted(given_keys(config, sets, options))
     devices = launch.rank_devices(int_list(gpus, "--gpus"), nproc, cfg.runtime.device)
     if devices is not None:
-        return launch.launch(command, cfg, url, devices, resume, sorted(keys))
+        return launch.launch(command, cfg, url, devices, resume, keys)
     if distributed.env_world().active:
-        return launch.run_rank(command, cfg, url, resume, sorted(keys))
-    return single()
+        return launch.run_rank(command, cfg, url, resume, keys)
+    return launch.run_command(command, cfg, url, resume, keys)
 
 
 def run_options(backbone: str | None, ratio: float | None, seed: int | None, gpu: int | None, cpu: bool,
@@ -96,22 +99,9 @@ def burnin(
     """Train the student on the labeled split only; record checkpoint and test metrics."""
     import json
 
-    from medref_cli.training.burnin_run import burnin_summary, resume_burnin, run_burnin
-    from medref_cli.training.resume_run import given_keys
-
     options = {**run_options(backbone, ratio, seed, gpu, cpu, dataset, data, compile_, gpus),
                "train.burnin_epochs": epochs}
-    cfg = build_config(config, set_, **options)
-    url = ledger_url(ledger, cfg.runtime.results_dir)
-
-    keys = given_keys(config, set_, options)
-
-    def single() -> dict:
-        if resume is not None:
-            return burnin_summary(resume_burnin(url, resume, cfg, keys))
-        return burnin_summary(run_burnin(cfg, url))
-
-    s = execute("burnin", cfg, url, gpus, nproc, resume, keys, single)
+    s = execute("burnin", config, set_, options, ledger, gpus, nproc, resume)
     if s is None:
         return
     if json_:

@@ -26,8 +26,6 @@ from medref_cli.cli.common import (
     JsonOpt,
     LedgerOpt,
     SetOpt,
-    build_config,
-    ledger_url,
 )
 
 
@@ -53,22 +51,9 @@ def train(
     """Semi-MedRef: EMA teacher-student with PosAug, T-PatchMix and ITCL (each a --set switch)."""
     import json
 
-    from medref_cli.training.resume_run import given_keys
-    from medref_cli.training.train_run import resume_train, run_train, train_summary
-
     options = {**run_options(backbone, ratio, seed, gpu, cpu, dataset, data, compile_, gpus), "train.epochs": epochs,
                "train.burnin_epochs": burnin_epochs}
-    cfg = build_config(config, set_, **options)
-    url = ledger_url(ledger, cfg.runtime.results_dir)
-
-    keys = given_keys(config, set_, options)
-
-    def single() -> dict:
-        if resume is not None:
-            return train_summary(*resume_train(url, resume, cfg, keys))
-        return train_summary(*run_train(cfg, url))
-
-    s = execute("train", cfg, url, gpus, nproc, resume, keys, single)
+    s = execute("train", config, set_, options, ledger, gpus, nproc, resume)
     if s is None:
         return
     if json_:

@@ -15,7 +15,7 @@ from torch import nn
 
 from medref_cli.data.cache import SplitTensors
 from medref_cli.data.views import to_unit
-from medref_cli.evaluation.metrics import SegmentationMeter, binarize, confusion_per_image
+from medref_cli.evaluation.metrics import SegmentationMeter
 from medref_cli.models.text_cache import TextFeatureCache
 from medref_cli.training.batches import model_input, sequential_batches, take
 from medref_cli.training.precision import autocast
@@ -51,6 +51,21 @@ def predict_probs(
     return torch.sigmoid(logits.float())
 
 
+def _score(model: nn.Module, split: SplitTensors, text_cache: TextFeatureCache, batches: Sequence[torch.Tensor],
+           threshold: float, amp: bool, channels_last: bool) -> SegmentationMeter:
+    """The model's predictions for the rows of `batches`, scored in eval mode (its mode restored)."""
+    was_training = model.training
+    model.eval()
+    meter = SegmentationMeter(threshold=threshold)
+    try:
+        for index in batches:
+            probs = predict_probs(model, split, index, text_cache, amp, channels_last)
+            meter.update(probs, split.masks[index.to(split.images.device)])
+    finally:
+        model.train(was_training)
+    return meter
+
+
 @torch.inference_mode()
 def evaluate_split(
     model: nn.Module,
@@ -61,15 +76,8 @@ def evaluate_split(
     amp: bool = True,
     channels_last: bool = False,
 ) -> EvalResult:
-    was_training = model.training
-    model.eval()
-    meter = SegmentationMeter(threshold=threshold)
-    try:
-        for index in sequential_batches(len(split), batch_size):
-            probs = predict_probs(model, split, index, text_cache, amp, channels_last)
-            meter.update(probs, split.masks[index.to(split.images.device)])
-    finally:
-        model.train(was_training)
+    meter = _score(model, split, text_cache, sequential_batches(len(split), batch_size), threshold, amp,
+                   channels_last)
     per_image = meter.per_image()
     return EvalResult(meter.compute(), list(split.ids), per_image["dice"].tolist(), per_image["iou"].tolist())
 
@@ -86,15 +94,4 @@ def pixel_counts(
 ) -> torch.Tensor:
     """(TP, FP, FN) int64 over the rows of `batches` (zeros for none), on the split's device: what the
     global Dice and IoU are made of, summable over shards of a split."""
-    was_training = model.training
-    model.eval()
-    device = split.images.device
-    totals = torch.zeros(3, dtype=torch.int64, device=device)
-    try:
-        for index in batches:
-            probs = predict_probs(model, split, index, text_cache, amp, channels_last)
-            counts = confusion_per_image(binarize(probs, threshold), split.masks[index.to(device)])
-            totals += torch.stack([c.sum() for c in counts])
-    finally:
-        model.train(was_training)
-    return totals
+    return _score(model, split, text_cache, batches, threshold, amp, channels_last).totals(split.images.device)

@@ -118,6 +118,12 @@ class SegmentationMeter:
         batch_totals = counts.sum(dim=0)
         self._totals = batch_totals if self._totals is None else self._totals + batch_totals
 
+    def totals(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """(TP, FP, FN) int64 over every update so far (zeros before the first), on `device` when empty."""
+        if self._totals is None:
+            return torch.zeros(3, dtype=torch.int64, device=device)
+        return self._totals
+
     def _all_counts(self) -> torch.Tensor:
         if not self._per_image:
             raise ValueError("SegmentationMeter.compute() called before any update()")

@@ -128,7 +128,7 @@ def resume_inputs(source: ResumeSource, ledger_url: str, need_unlabeled: bool = 
     a global batch that splits over the processes)."""
     dist = distributed.current()
     if dist.active:
-        distributed.check_global_batch(distributed.global_batches(source.cfg), dist.world)
+        distributed.check_global_batch(source.cfg, dist.world)
     inputs = prepare(source.cfg, ledger_url, need_unlabeled=need_unlabeled)
     distributed.main_check(lambda: check_same_data(source.run, inputs))
     return inputs

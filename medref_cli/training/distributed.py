@@ -136,14 +136,10 @@ def main_check(fn: Callable[[], None]) -> None:
         raise MedrefError(message)
 
 
-def global_batches(cfg) -> dict[str, int]:
-    """The global batch sizes of an ExperimentConfig, by key."""
-    return {"train.batch_size": cfg.train.batch_size, "train.unlabeled_batch_size": cfg.train.unlabeled_batch_size}
-
-
-def check_global_batch(batch_sizes: dict[str, int], world: int) -> None:
-    """Each global batch must split evenly over the processes."""
-    for name, size in batch_sizes.items():
+def check_global_batch(cfg, world: int) -> None:
+    """Each global batch of an ExperimentConfig must split evenly over `world` processes."""
+    sizes = {"train.batch_size": cfg.train.batch_size, "train.unlabeled_batch_size": cfg.train.unlabeled_batch_size}
+    for name, size in sizes.items():
         if size and size % world:
             raise MedrefError(f"{name}={size} (the global batch) does not split over {world} processes")
 
@@ -153,21 +149,17 @@ def reseed_rank(generators: list, seed: int, step: int) -> None:
     per-rank draws: seeded from the seed, the rank and the step, so a resume is repeatable."""
     import random
 
+    from medref_cli.training.setup import seed_everything
+
     if current().rank == 0:
         return
     base = seed + seed_offset() + 1_000_003 * step
-    random.seed(base)
-    torch.manual_seed(base)
+    seed_everything(base)
     for offset, gen in enumerate(generators, start=1):
         if isinstance(gen, random.Random):
             gen.seed(base + offset)
         else:
             gen.manual_seed(base + offset)
-
-
-def barrier() -> None:
-    if current().active:
-        torch.distributed.barrier()
 
 
 def mean_over_ranks(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -208,22 +200,6 @@ def shard(index: torch.Tensor) -> torch.Tensor:
     return index.view(dist.world, -1)[dist.rank]
 
 
-class _SumOverRanks(torch.autograd.Function):
-    """y = sum over ranks of x; every rank's loss depends on every rank's x, so dx = sum of dy."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        y = x.clone()
-        torch.distributed.all_reduce(y)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        grad = grad.contiguous().clone()
-        torch.distributed.all_reduce(grad)
-        return grad
-
-
 class _GatherRows(torch.autograd.Function):
     """y = the rows of every rank, in rank order; dx = this rank's rows of the summed dy."""
 
@@ -239,11 +215,6 @@ class _GatherRows(torch.autograd.Function):
         grad = grad.contiguous().clone()
         torch.distributed.all_reduce(grad)
         return grad[current().rank * ctx.rows: (current().rank + 1) * ctx.rows]
-
-
-def sum_over_ranks(x: torch.Tensor) -> torch.Tensor:
-    """Differentiable all-reduce (sum); the identity in one process."""
-    return _SumOverRanks.apply(x) if current().active else x
 
 
 def gather_rows(x: torch.Tensor) -> torch.Tensor:

@@ -55,10 +55,10 @@ def rank_devices(gpus: list[int] | None, nproc: int | None, device: str) -> list
 def check_layout(cfg: ExperimentConfig | None, devices: list[str]) -> None:
     """Every device exists and (given a config) its global batch splits over them."""
     from medref_cli.training.device import resolve_device
-    from medref_cli.training.distributed import check_global_batch, global_batches
+    from medref_cli.training.distributed import check_global_batch
 
     if cfg is not None:
-        check_global_batch(global_batches(cfg), len(devices))
+        check_global_batch(cfg, len(devices))
     for device in devices:
         resolve_device(device)
 
@@ -166,19 +166,29 @@ def run_rank(command: str, cfg: ExperimentConfig, ledger_url: str, resume: int |
 
     if command not in COMMANDS:
         raise MedrefError(f"cannot run '{command}' over several processes; one of: {', '.join(COMMANDS)}")
-    dist = distributed.start(resolve_device(distributed.rank_device(cfg.runtime.device)))
+    distributed.start(resolve_device(distributed.rank_device(cfg.runtime.device)))
     try:
-        if command == "train":
-            from medref_cli.training.train_run import resume_train, run_train, train_summary
-
-            result = run_train(cfg, ledger_url) if resume is None else resume_train(ledger_url, resume, cfg, set(keys))
-            return train_summary(*result) if dist.is_main else None
-        from medref_cli.training.burnin_run import burnin_summary, resume_burnin, run_burnin
-
-        outcome = run_burnin(cfg, ledger_url) if resume is None else resume_burnin(ledger_url, resume, cfg, set(keys))
-        return burnin_summary(outcome) if dist.is_main else None
+        return run_command(command, cfg, ledger_url, resume, keys)
     finally:
         distributed.stop()
+
+
+def run_command(command: str, cfg: ExperimentConfig, ledger_url: str, resume: int | None = None,
+                keys: Sequence[str] = ()) -> dict | None:
+    """Run (or, given `resume`, continue) `burnin` or `train` in this process; what the command
+    prints, on rank 0 (None on the other ranks of a multi-process run)."""
+    from medref_cli.training import distributed
+
+    main = distributed.current().is_main
+    if command == "train":
+        from medref_cli.training.train_run import resume_train, run_train, train_summary
+
+        result = run_train(cfg, ledger_url) if resume is None else resume_train(ledger_url, resume, cfg, set(keys))
+        return train_summary(*result) if main else None
+    from medref_cli.training.burnin_run import burnin_summary, resume_burnin, run_burnin
+
+    outcome = run_burnin(cfg, ledger_url) if resume is None else resume_burnin(ledger_url, resume, cfg, set(keys))
+    return burnin_summary(outcome) if main else None
 
 
 def _atomic_write(path: Path, text: str) -> None:
