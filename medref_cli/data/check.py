@@ -20,7 +20,16 @@ import numpy as np
 from medref_cli.data.decode import DecodeError, binarize_mask, decode_gray, is_binary_mask
 from medref_cli.data.laterality import LateralityReport, centroid_x, measure_laterality
 from medref_cli.data.readers import collect_dataset
-from medref_cli.data.records import ERROR, KINDS, SPLITS, WARNING, Problem, ReadResult, SampleRecord
+from medref_cli.data.records import (
+    ERROR,
+    KINDS,
+    SPLITS,
+    WARNING,
+    HasProblems,
+    Problem,
+    ReadResult,
+    SampleRecord,
+)
 from medref_cli.text.positions import CaptionParseError, parse_caption
 
 
@@ -55,21 +64,13 @@ class SplitSummary:
 
 
 @dataclass
-class CheckReport:
+class CheckReport(HasProblems):
     root: Path
     format: str
     splits: dict[str, SplitSummary]
     problems: list[Problem]
     laterality: LateralityReport
     seconds: float
-
-    @property
-    def errors(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == ERROR]
-
-    @property
-    def warnings(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == WARNING]
 
     @property
     def ok(self) -> bool:

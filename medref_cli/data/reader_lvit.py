@@ -18,6 +18,7 @@ from medref_cli.data.reader_paths import (
     clean_name,
     find_child,
     is_blank,
+    report_missing_pair,
     report_unreferenced,
     resolve_image,
     sample_id,
@@ -116,18 +117,6 @@ def _read_row(
     mask_path = mask_dir / mask_name
     image_path = resolve_image(image_dir, mask_name)
     used.update(p for p in (image_path, mask_path) if p is not None and p.is_file())  # named by the row
-    missing = []
-    if image_path is None:
-        missing.append(f"image for {mask_name} in {result.relative(image_dir)}")
-    if not mask_path.is_file():
-        missing.append(result.relative(mask_path))
-    if missing:
-        result.error(
-            table_path,
-            row_number,
-            f"caption row without file: {'; '.join(missing)} not found",
-            split,
-            "missing-file",
-        )
+    if report_missing_pair(result, table_path, row_number, split, image_dir, mask_name, image_path, mask_path):
         return None
     return SampleRecord(sample_id(image_path), split, image_path, mask_path, str(caption).strip(), None)

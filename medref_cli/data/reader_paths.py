@@ -49,6 +49,19 @@ def resolve_image(image_dir: Path, mask_name: str, same_name_first: bool = False
     return None
 
 
+def report_missing_pair(result: ReadResult, table: Path, row: int, split: str | None, image_dir: Path,
+                        mask_name: str, image_path: Path | None, mask_path: Path) -> bool:
+    """Record an error when the image or the mask a caption row names is not on disk; True if so."""
+    missing = []
+    if image_path is None:
+        missing.append(f"image for {mask_name} in {result.relative(image_dir)}")
+    if not mask_path.is_file():
+        missing.append(result.relative(mask_path))
+    if missing:
+        result.error(table, row, f"caption row without file: {'; '.join(missing)} not found", split, "missing-file")
+    return bool(missing)
+
+
 def sample_id(image_path: Path) -> str:
     """A sample's id: its image file name without the extension."""
     return image_path.stem

@@ -23,6 +23,7 @@ from medref_cli.data.reader_paths import (
     clean_name,
     find_child,
     is_blank,
+    report_missing_pair,
     report_unreferenced,
     resolve_image,
     sample_id,
@@ -193,19 +194,7 @@ def _read_row(
     for folder, path in ((image_dir, image_path), (mask_dir, mask_path)):
         if path is not None and path.is_file():
             used[folder].add(path)  # named by the row, even when the row is rejected
-    missing = []
-    if image_path is None:
-        missing.append(f"image for {mask_name} in {result.relative(image_dir)}")
-    if not mask_path.is_file():
-        missing.append(result.relative(mask_path))
-    if missing:
-        result.error(
-            csv_path,
-            row_number,
-            f"caption row without file: {'; '.join(missing)} not found",
-            split,
-            "missing-file",
-        )
+    if report_missing_pair(result, csv_path, row_number, split, image_dir, mask_name, image_path, mask_path):
         return None
     label = None
     if layout.label_column and not is_blank(cells["label"]):

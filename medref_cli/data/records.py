@@ -97,8 +97,22 @@ class Problem:
         }
 
 
+class HasProblems:
+    """`errors` and `warnings` of a class holding a `problems` list."""
+
+    problems: list[Problem]
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == ERROR]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == WARNING]
+
+
 @dataclass
-class ReadResult:
+class ReadResult(HasProblems):
     """Everything a reader found: records per split (only complete ones) and the problems."""
 
     format: str
@@ -126,14 +140,6 @@ class ReadResult:
             return path.relative_to(self.root).as_posix()
         except ValueError:
             return path.as_posix()
-
-    @property
-    def errors(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == ERROR]
-
-    @property
-    def warnings(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == WARNING]
 
 
 def _one_line(message: str) -> str:
