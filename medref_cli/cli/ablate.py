@@ -42,8 +42,8 @@ def ablate(
 
     from medref_cli.config import load_config
     from medref_cli.errors import MedrefError
-    from medref_cli.training.ablate_run import ablate as run_grid
-    from medref_cli.training.ablation import assess, build_cells, identify
+    from medref_cli.runs.ablate_run import ablate as run_grid
+    from medref_cli.runs.ablation import assess, build_cells, identify
 
     if jobs < 1:
         raise MedrefError(f"--jobs must be >= 1, got {jobs}")

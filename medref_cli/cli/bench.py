@@ -50,7 +50,7 @@ def bench(
     interleaves a naive port of the same steps and prints the ratios."""
     import json
 
-    from medref_cli.training.bench import BenchSettings, run_bench
+    from medref_cli.bench.bench import BenchSettings, run_bench
 
     cfg = build_config(
         config,

@@ -44,8 +44,9 @@ def execute(command: str, config: Path | None, sets: list[str] | None, options: 
     """Build the config of `burnin`/`train` from its options and run it (or continue the run
     `resume`): in this process, over launched worker processes (--gpus / --nproc), or as one rank
     under torchrun. The summary to print; None on the silent ranks under torchrun."""
-    from medref_cli.training import distributed, launch
-    from medref_cli.training.resume_run import given_keys
+    from medref_cli.runs import launch
+    from medref_cli.runs.resume_run import given_keys
+    from medref_cli.runtime import distributed
 
     cfg = build_config(config, sets, **options)
     url = ledger_url(ledger, cfg.runtime.results_dir)

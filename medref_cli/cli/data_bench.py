@@ -34,7 +34,7 @@ def bench(
     """Samples/s of a naive loader (decode + per-sample transforms) vs the uint8 cache + batched views."""
     import json
 
-    from medref_cli.data.loader_bench import run_bench
+    from medref_cli.bench.loader_bench import run_bench
     from medref_cli.data.readers import read_dataset
     from medref_cli.data.records import normalise_split
     from medref_cli.errors import MedrefError

@@ -15,10 +15,10 @@ from torch import nn
 
 from medref_cli.data.cache import SplitTensors
 from medref_cli.data.views import to_unit
-from medref_cli.evaluation.metrics import SegmentationMeter
 from medref_cli.models.text_cache import TextFeatureCache
-from medref_cli.training.batches import model_input, sequential_batches, take
-from medref_cli.training.precision import autocast
+from medref_cli.runtime.batches import model_input, sequential_batches, take
+from medref_cli.runtime.metrics import SegmentationMeter
+from medref_cli.runtime.precision import autocast
 
 
 @dataclass

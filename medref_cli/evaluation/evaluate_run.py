@@ -18,7 +18,7 @@ from medref_cli.config import ExperimentConfig, from_dict
 from medref_cli.errors import MedrefError
 from medref_cli.evaluation.evaluate import EvalResult, evaluate_split
 from medref_cli.ledger import Ledger, open_ledger, record_run
-from medref_cli.training.checkpoint import load_checkpoint
+from medref_cli.runtime.checkpoint import load_checkpoint
 
 
 @dataclass
@@ -78,8 +78,8 @@ def evaluate_recorded(
     """Evaluate and record an `evaluate` run (child of the source run). Returns (run id, result)."""
     from medref_cli.data.cache import load_split
     from medref_cli.data.split_run import identify_data
-    from medref_cli.training.device import resolve_device
-    from medref_cli.training.setup import build_text, read_records, tensor_cache_dir
+    from medref_cli.runs.setup import build_text, read_records, tensor_cache_dir
+    from medref_cli.runtime.device import resolve_device
 
     if (run_id is None) == (checkpoint is None):
         raise MedrefError("give either a RUN_ID or --checkpoint PATH")

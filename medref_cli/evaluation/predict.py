@@ -36,11 +36,11 @@ from medref_cli.data.reader_paths import clean_name, is_blank, resolve_image
 from medref_cli.data.views import to_unit
 from medref_cli.errors import MedrefError
 from medref_cli.evaluation.evaluate_run import LoadedModel
-from medref_cli.evaluation.metrics import binarize
 from medref_cli.evaluation.overlay import render_overlay
 from medref_cli.models.text_cache import TextFeatureCache
-from medref_cli.training.batches import model_input
-from medref_cli.training.precision import autocast
+from medref_cli.runtime.batches import model_input
+from medref_cli.runtime.metrics import binarize
+from medref_cli.runtime.precision import autocast
 
 # caption table columns: (image column, caption column), first match wins
 CAPTION_COLUMNS = (("image", "caption"), ("Image", "Description"))
@@ -328,7 +328,7 @@ def predict_recorded(ledger_url: str, run_id: int | None, checkpoint: Path | Non
                      out: Path, device_spec: str, threshold: float | None = None,
                      batch_size: int | None = None) -> PredictOutcome:
     """Load a run's sha256-verified checkpoint (or a checkpoint file) and predict every item."""
-    from medref_cli.training.device import resolve_device
+    from medref_cli.runtime.device import resolve_device
 
     if (run_id is None) == (checkpoint is None):
         raise MedrefError("give either --run RUN_ID or --checkpoint PATH")
@@ -346,7 +346,7 @@ def _load(ledger_url: str, run_id: int | None, checkpoint: Path | None,
           device: torch.device) -> tuple[LoadedModel, TextFeatureCache]:
     from medref_cli.evaluation.evaluate_run import checkpoint_of_run, load_model
     from medref_cli.ledger import open_ledger
-    from medref_cli.training.setup import build_text
+    from medref_cli.runs.setup import build_text
 
     if run_id is not None:
         ledger = open_ledger(ledger_url, create=False)

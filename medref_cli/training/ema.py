@@ -25,7 +25,7 @@ from medref_cli.errors import MedrefError
 
 
 def _unwrap(module: nn.Module) -> nn.Module:
-    from medref_cli.training.step_model import core
+    from medref_cli.runtime.step_model import core
 
     return core(module)
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from medref_cli.training import distributed
-from medref_cli.training.progress import Progress
-from medref_cli.training.resume import cpu_tensors
+from medref_cli.runs.progress import Progress
+from medref_cli.runs.resume import cpu_tensors
+from medref_cli.runtime import distributed
 
 MetricSink = Callable[[dict[str, float], int], None]
 

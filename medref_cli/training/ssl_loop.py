@@ -23,21 +23,21 @@ from medref_cli.config import ExperimentConfig
 from medref_cli.data.cache import SplitTensors
 from medref_cli.losses.dice_ce import DiceCELoss
 from medref_cli.models.text_cache import TextFeatureCache
-from medref_cli.training import distributed
-from medref_cli.training.batches import epoch_batches, take
+from medref_cli.runs.progress import Progress
+from medref_cli.runs.resume import CycledBatches, LoopPosition, ResumeWriter
+from medref_cli.runs.setup import seed_everything
+from medref_cli.runtime import distributed
+from medref_cli.runtime.batches import epoch_batches, take
+from medref_cli.runtime.step_model import step_model
 from medref_cli.training.ema import EMATeacher
 from medref_cli.training.metric_window import MetricSink, MetricWindow
-from medref_cli.training.progress import Progress
-from medref_cli.training.resume import CycledBatches, LoopPosition, ResumeWriter
 from medref_cli.training.schedules import (
     build_cosine_scheduler,
     build_optimizer,
     ema_momentum,
     lambda_u_weight,
 )
-from medref_cli.training.setup import seed_everything
 from medref_cli.training.ssl_step import StepWeights, ssl_loss
-from medref_cli.training.step_model import step_model
 from medref_cli.training.supervised import (
     BestKeeper,
     FitResult,

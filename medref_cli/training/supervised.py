@@ -18,15 +18,10 @@ from medref_cli.config import ExperimentConfig
 from medref_cli.data.cache import SplitTensors
 from medref_cli.data.views import to_unit, weak_view
 from medref_cli.evaluation.evaluate import pixel_counts
-from medref_cli.evaluation.metrics import dice_from_counts, iou_from_counts
 from medref_cli.losses.dice_ce import DiceCELoss
 from medref_cli.models.text_cache import TextFeatureCache
-from medref_cli.training import distributed
-from medref_cli.training.batches import epoch_batches, model_input, sequential_batches, take
-from medref_cli.training.metric_window import MetricSink, MetricWindow
-from medref_cli.training.precision import autocast
-from medref_cli.training.progress import Progress
-from medref_cli.training.resume import (
+from medref_cli.runs.progress import Progress
+from medref_cli.runs.resume import (
     LoopPosition,
     RandomSource,
     ResumeWriter,
@@ -34,9 +29,14 @@ from medref_cli.training.resume import (
     restore_rng,
     rng_state,
 )
+from medref_cli.runs.setup import seed_everything
+from medref_cli.runtime import distributed
+from medref_cli.runtime.batches import epoch_batches, model_input, sequential_batches, take
+from medref_cli.runtime.metrics import dice_from_counts, iou_from_counts
+from medref_cli.runtime.precision import autocast
+from medref_cli.runtime.step_model import step_model
+from medref_cli.training.metric_window import MetricSink, MetricWindow
 from medref_cli.training.schedules import build_cosine_scheduler, build_optimizer
-from medref_cli.training.setup import seed_everything
-from medref_cli.training.step_model import step_model
 
 
 @dataclass

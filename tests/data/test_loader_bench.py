@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
+from medref_cli.bench.loader_bench import NaiveDataset, cached_step, run_bench
 from medref_cli.data.cache import load_split
-from medref_cli.data.loader_bench import NaiveDataset, cached_step, run_bench
 from medref_cli.data.readers import read_dataset
 from medref_cli.errors import MedrefError
 

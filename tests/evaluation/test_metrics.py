@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from medref_cli.evaluation.metrics import SegmentationMeter, dice_per_image, iou_per_image
+from medref_cli.runtime.metrics import SegmentationMeter, dice_per_image, iou_per_image
 
 
 def image(rows: list[list[float]]) -> torch.Tensor:

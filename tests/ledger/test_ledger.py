@@ -226,7 +226,7 @@ def test_a_kill_signal_waits_for_the_end_of_a_deferred_block(tmp_path, monkeypat
     import signal
 
     from medref_cli.ledger.recorder import RunKilled, _kill_signals_raise, kill_signals_deferred
-    from medref_cli.training.checkpoint import load_checkpoint, save_checkpoint
+    from medref_cli.runtime.checkpoint import load_checkpoint, save_checkpoint
 
     before = signal.getsignal(signal.SIGTERM)
     reached_the_end = False

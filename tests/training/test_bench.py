@@ -8,22 +8,22 @@ import random
 import pytest
 import torch
 
+from medref_cli.bench.bench_naive import (
+    NaiveSampleDataset,
+    NaiveViews,
+    naive_ssl_loss,
+    naive_sup_loss,
+)
+from medref_cli.bench.bench_steps import contiguous_copy, full_weights
 from medref_cli.cli.bench import render_text
 from medref_cli.config import load_config
 from medref_cli.data.cache import load_split
 from medref_cli.data.readers import read_dataset
 from medref_cli.data.views import strong_view, to_unit, weak_view
 from medref_cli.losses.dice_ce import DiceCELoss
-from medref_cli.training.batches import take
-from medref_cli.training.bench_naive import (
-    NaiveSampleDataset,
-    NaiveViews,
-    naive_ssl_loss,
-    naive_sup_loss,
-)
-from medref_cli.training.bench_steps import contiguous_copy, full_weights
+from medref_cli.runs.setup import build_model, build_text
+from medref_cli.runtime.batches import take
 from medref_cli.training.ema import EMATeacher
-from medref_cli.training.setup import build_model, build_text
 from medref_cli.training.ssl_step import ssl_loss
 from medref_cli.training.supervised import supervised_loss
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from medref_cli.config import load_config
-from medref_cli.training import distributed
-from medref_cli.training.setup import build_model
+from medref_cli.runs.setup import build_model
+from medref_cli.runtime import distributed
 
 HERE = Path(__file__).resolve().parent
 # guidedecoder-tiny has no dropout, so one step is deterministic; views are the identity (zoom 1,
@@ -76,7 +76,7 @@ def test_validation_over_two_processes_counts_what_one_process_counts(spec):
     from medref_cli.data.cache import load_split
     from medref_cli.data.readers import read_dataset
     from medref_cli.evaluation.evaluate import evaluate_split
-    from medref_cli.training.setup import build_text
+    from medref_cli.runs.setup import build_text
 
     workdir = spec("val", EXACT_SETS + ["train.batch_size=3"])  # 16 images: 6 batches, 3 per rank
     ranks = _two_ranks(workdir)
@@ -202,8 +202,8 @@ def test_gpus_beyond_the_machine_is_one_line(cli, tmp_path, synthetic_root):
 
 
 def test_compile_wraps_the_stepped_model_and_the_teacher_sees_the_plain_one():
+    from medref_cli.runtime.step_model import core, step_model
     from medref_cli.training.ema import EMATeacher
-    from medref_cli.training.step_model import core, step_model
 
     cfg = load_config(None, sets=EXACT_SETS)
     model = build_model(cfg, 32, torch.device("cpu"))

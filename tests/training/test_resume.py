@@ -20,9 +20,7 @@ import torch
 from medref_cli.config import load_config
 from medref_cli.errors import MedrefError
 from medref_cli.ledger import open_ledger, record_run, reopen_run, run_detail
-from medref_cli.training.batches import cycled_batches
-from medref_cli.training.checkpoint import file_sha256
-from medref_cli.training.resume import (
+from medref_cli.runs.resume import (
     NEXT_FILE,
     PREVIOUS_FILE,
     CycledBatches,
@@ -32,6 +30,8 @@ from medref_cli.training.resume import (
     restore_rng,
     rng_state,
 )
+from medref_cli.runtime.batches import cycled_batches
+from medref_cli.runtime.checkpoint import file_sha256
 
 # ---------------------------------------------------------------- the parts of a resume state
 
@@ -135,7 +135,7 @@ def test_a_crash_at_any_moment_of_a_save_leaves_the_recorded_file(tmp_path, file
 
 
 def test_a_resume_file_that_matches_nothing_recorded_is_refused(tmp_path):
-    from medref_cli.training.resume import load_resume_state
+    from medref_cli.runs.resume import load_resume_state
 
     torch.save({"x": torch.zeros(1)}, tmp_path / "last.pt")
     with pytest.raises(MedrefError, match="does not match its recorded sha256"):
@@ -361,7 +361,7 @@ def one_thread():
 @pytest.mark.slow
 def test_a_disk_that_fills_up_mid_run_fails_it_in_one_line_and_it_resumes(cli, tmp_path, small_data, monkeypatch,
                                                                            one_thread):
-    from medref_cli.training import checkpoint
+    from medref_cli.runtime import checkpoint
 
     real_save, calls = checkpoint.torch.save, {"n": 0}
 

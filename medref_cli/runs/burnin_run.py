@@ -21,12 +21,9 @@ from torch import nn
 from medref_cli.config import ExperimentConfig, SSLConfig, TrainConfig, to_dict
 from medref_cli.evaluation.evaluate import EvalResult, evaluate_split
 from medref_cli.ledger import Ledger, RunRecorder, open_ledger, record_run, reopen_run
-from medref_cli.training import distributed
-from medref_cli.training.checkpoint import save_checkpoint
-from medref_cli.training.metric_window import MetricSink
-from medref_cli.training.progress import Progress
-from medref_cli.training.resume import ResumeWriter
-from medref_cli.training.resume_run import (
+from medref_cli.runs.progress import Progress
+from medref_cli.runs.resume import ResumeWriter
+from medref_cli.runs.resume_run import (
     ResumeSource,
     check_results_room,
     check_same_data,
@@ -34,7 +31,10 @@ from medref_cli.training.resume_run import (
     resume_writer,
     run_dir,
 )
-from medref_cli.training.setup import RunInputs, build_model, prepare
+from medref_cli.runs.setup import RunInputs, build_model, prepare
+from medref_cli.runtime import distributed
+from medref_cli.runtime.checkpoint import save_checkpoint
+from medref_cli.training.metric_window import MetricSink
 from medref_cli.training.supervised import FitResult, fit_supervised
 
 CHECKPOINT_FORMAT = 1

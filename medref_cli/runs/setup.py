@@ -22,8 +22,8 @@ from medref_cli.data.splits import SplitManifest
 from medref_cli.errors import MedrefError
 from medref_cli.models.encoders import TextEncoder
 from medref_cli.models.text_cache import TextFeatureCache
-from medref_cli.training import distributed
-from medref_cli.training.device import resolve_device
+from medref_cli.runtime import distributed
+from medref_cli.runtime.device import resolve_device
 
 
 @dataclass

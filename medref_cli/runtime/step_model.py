@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from medref_cli.training import distributed
+from medref_cli.runtime import distributed
 
 
 class SyncBatchNorm2d(nn.BatchNorm2d):

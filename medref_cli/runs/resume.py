@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from medref_cli.errors import MedrefError
-from medref_cli.training.checkpoint import file_sha256, load_checkpoint, save_checkpoint
+from medref_cli.runtime.checkpoint import file_sha256, load_checkpoint, save_checkpoint
 
 RESUME_FORMAT = 1
 RESUME_ROLE = "resume"

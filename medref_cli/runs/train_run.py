@@ -17,8 +17,7 @@ from medref_cli.config import ExperimentConfig, config_hash
 from medref_cli.errors import MedrefError
 from medref_cli.ledger import RunRecorder, find_finished, open_ledger
 from medref_cli.ledger.provenance import code_version
-from medref_cli.training import distributed
-from medref_cli.training.burnin_run import (
+from medref_cli.runs.burnin_run import (
     Sinks,
     TrainOutcome,
     burnin_config,
@@ -28,12 +27,13 @@ from medref_cli.training.burnin_run import (
     resume_inputs,
     run_burnin,
 )
-from medref_cli.training.checkpoint import load_checkpoint
-from medref_cli.training.resume_run import (
+from medref_cli.runs.resume_run import (
     check_results_room,
     load_resume_source,
 )
-from medref_cli.training.setup import RunInputs, build_model, prepare
+from medref_cli.runs.setup import RunInputs, build_model, prepare
+from medref_cli.runtime import distributed
+from medref_cli.runtime.checkpoint import load_checkpoint
 from medref_cli.training.ssl_loop import fit_ssl
 
 

@@ -4,7 +4,7 @@ One process, on synthetic data written to a temporary folder (or a given data fo
 
 - supervised step and semi-supervised step at equal batch (labeled batch = unlabeled batch);
 - the teacher's forward pass alone;
-- the data path in samples/s, cached and uncached (`medref_cli.data.loader_bench`);
+- the data path in samples/s, cached and uncached (`medref_cli.bench.loader_bench`);
 - text features for one SSL batch of captions with and without the TextFeatureCache;
 - peak memory: the process's peak RSS, and on a GPU torch.cuda.max_memory_allocated; minor page
   faults per step (many means the C allocator maps fresh pages for every step's activations);
@@ -34,16 +34,8 @@ from pathlib import Path
 
 import torch
 
-from medref_cli.config import ExperimentConfig
-from medref_cli.data.cache import SplitTensors, load_split
-from medref_cli.data.loader_bench import time_cached, time_naive
-from medref_cli.data.records import SampleRecord
-from medref_cli.data.views import to_unit
-from medref_cli.errors import MedrefError
-from medref_cli.models.text_cache import TextFeatureCache
-from medref_cli.text.augment import posaug
-from medref_cli.training.bench_naive import check_naive_supported
-from medref_cli.training.bench_steps import (
+from medref_cli.bench.bench_naive import check_naive_supported
+from medref_cli.bench.bench_steps import (
     FastPath,
     NaivePath,
     PassCounter,
@@ -52,8 +44,16 @@ from medref_cli.training.bench_steps import (
     synchronise,
     timed,
 )
-from medref_cli.training.device import resolve_device
-from medref_cli.training.setup import build_model, build_text, seed_everything
+from medref_cli.bench.loader_bench import time_cached, time_naive
+from medref_cli.config import ExperimentConfig
+from medref_cli.data.cache import SplitTensors, load_split
+from medref_cli.data.records import SampleRecord
+from medref_cli.data.views import to_unit
+from medref_cli.errors import MedrefError
+from medref_cli.models.text_cache import TextFeatureCache
+from medref_cli.runs.setup import build_model, build_text, seed_everything
+from medref_cli.runtime.device import resolve_device
+from medref_cli.text.augment import posaug
 from medref_cli.training.ssl_step import teacher_probs
 
 COMPARE_CHOICES = ("naive",)

@@ -26,8 +26,8 @@ from medref_cli.errors import MedrefError
 from medref_cli.ledger import RunRecorder, check_resumable, get_run, open_ledger, run_detail
 from medref_cli.ledger.provenance import code_version
 from medref_cli.ledger.schema import Run
-from medref_cli.training.resume import RESUME_ROLE, ResumeWriter, load_resume_state
-from medref_cli.training.setup import RunInputs
+from medref_cli.runs.resume import RESUME_ROLE, ResumeWriter, load_resume_state
+from medref_cli.runs.setup import RunInputs
 
 # options that may differ from the recorded config: they say how to run, not what to compute
 FREE_KEYS = ("runtime.device", "runtime.progress", "runtime.heartbeat_s", "runtime.checkpoint_every")

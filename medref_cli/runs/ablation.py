@@ -145,7 +145,7 @@ def build_cells(
 
 
 def recorded_hash(cell: Cell) -> str:
-    from medref_cli.training.burnin_run import burnin_config
+    from medref_cli.runs.burnin_run import burnin_config
 
     return config_hash(burnin_config(cell.cfg) if cell.kind == "burnin" else cell.cfg)
 

@@ -1,7 +1,7 @@
 """`medref train|burnin --gpus 0,1` (or `--cpu --nproc 2`): one worker process per rank.
 
 The launcher writes the resolved config to a private folder and starts N copies of
-``python -m medref_cli.training.launch SPEC`` with torchrun's variables (RANK, WORLD_SIZE,
+``python -m medref_cli.runs.launch SPEC`` with torchrun's variables (RANK, WORLD_SIZE,
 LOCAL_RANK, MASTER_ADDR, MASTER_PORT) and the device of each rank. Rank 0 trains, records the
 run and writes the command's summary; the other ranks train in step and stay silent. When a
 worker fails, the others are stopped (SIGTERM: rank 0 marks its run killed) and the launcher
@@ -54,8 +54,8 @@ def rank_devices(gpus: list[int] | None, nproc: int | None, device: str) -> list
 
 def check_layout(cfg: ExperimentConfig | None, devices: list[str]) -> None:
     """Every device exists and (given a config) its global batch splits over them."""
-    from medref_cli.training.device import resolve_device
-    from medref_cli.training.distributed import check_global_batch
+    from medref_cli.runtime.device import resolve_device
+    from medref_cli.runtime.distributed import check_global_batch
 
     if cfg is not None:
         check_global_batch(cfg, len(devices))
@@ -141,7 +141,7 @@ def launch(command: str, cfg: ExperimentConfig, ledger_url: str, devices: list[s
                 quiet = rank != 0
                 with open(folder / f"stderr.{rank}", "wb") as log:
                     procs.append(subprocess.Popen(
-                        [sys.executable, "-m", "medref_cli.training.launch", str(spec)],
+                        [sys.executable, "-m", "medref_cli.runs.launch", str(spec)],
                         env=_worker_env(rank, world, port, devices, folder),
                         stdout=subprocess.DEVNULL if quiet else None, stderr=log if quiet else None))
             failed = _wait_first_failure(procs)
@@ -161,8 +161,8 @@ def run_rank(command: str, cfg: ExperimentConfig, ledger_url: str, resume: int |
              keys: Sequence[str] = ()) -> dict | None:
     """This process's share of a (possibly multi-process) run, or of the resumed run `resume`; the
     summary on rank 0, else None."""
-    from medref_cli.training import distributed
-    from medref_cli.training.device import resolve_device
+    from medref_cli.runtime import distributed
+    from medref_cli.runtime.device import resolve_device
 
     if command not in COMMANDS:
         raise MedrefError(f"cannot run '{command}' over several processes; one of: {', '.join(COMMANDS)}")
@@ -177,15 +177,15 @@ def run_command(command: str, cfg: ExperimentConfig, ledger_url: str, resume: in
                 keys: Sequence[str] = ()) -> dict | None:
     """Run (or, given `resume`, continue) `burnin` or `train` in this process; what the command
     prints, on rank 0 (None on the other ranks of a multi-process run)."""
-    from medref_cli.training import distributed
+    from medref_cli.runtime import distributed
 
     main = distributed.current().is_main
     if command == "train":
-        from medref_cli.training.train_run import resume_train, run_train, train_summary
+        from medref_cli.runs.train_run import resume_train, run_train, train_summary
 
         result = run_train(cfg, ledger_url) if resume is None else resume_train(ledger_url, resume, cfg, set(keys))
         return train_summary(*result) if main else None
-    from medref_cli.training.burnin_run import burnin_summary, resume_burnin, run_burnin
+    from medref_cli.runs.burnin_run import burnin_summary, resume_burnin, run_burnin
 
     outcome = run_burnin(cfg, ledger_url) if resume is None else resume_burnin(ledger_url, resume, cfg, set(keys))
     return burnin_summary(outcome) if main else None

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medref_cli.config import dump_yaml
-from medref_cli.training.ablation import Cell
+from medref_cli.runs.ablation import Cell
 
 
 @dataclass
@@ -105,7 +105,7 @@ class AblateResult:
 def ablate(cells: list[Cell], ledger_url: str, jobs: int, gpus: list[int] | None, table: int) -> AblateResult:
     """Record an `ablate` run and run every cell that is not done (burn-ins first)."""
     from medref_cli.ledger import open_ledger, record_run
-    from medref_cli.training.device import resolve_device
+    from medref_cli.runtime.device import resolve_device
 
     for gpu in gpus or []:
         resolve_device(f"cuda:{gpu}")

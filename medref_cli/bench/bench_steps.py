@@ -20,18 +20,18 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from medref_cli.bench.bench_naive import NaiveSampleDataset, naive_batch, naive_ssl_loss, naive_sup_loss
 from medref_cli.config import ExperimentConfig
 from medref_cli.data.cache import SplitTensors
 from medref_cli.data.records import SampleRecord
 from medref_cli.losses.dice_ce import DiceCELoss
 from medref_cli.models.encoders import TextEncoder
 from medref_cli.models.text_cache import TextFeatureCache
-from medref_cli.training.batches import take
-from medref_cli.training.bench_naive import NaiveSampleDataset, naive_batch, naive_ssl_loss, naive_sup_loss
+from medref_cli.runtime.batches import take
+from medref_cli.runtime.step_model import step_model
 from medref_cli.training.ema import EMATeacher
 from medref_cli.training.schedules import build_optimizer
 from medref_cli.training.ssl_step import StepWeights, ssl_loss
-from medref_cli.training.step_model import step_model
 from medref_cli.training.supervised import supervised_loss
 
 

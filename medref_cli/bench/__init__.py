@@ -1,0 +1,1 @@
+"""The benchmarks: training step times and the data loader."""

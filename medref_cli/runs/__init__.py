@@ -1,0 +1,1 @@
+"""The recorded run's life: prepare, burn-in run, train run, resume, the ablation grid, process launching."""

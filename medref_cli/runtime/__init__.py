@@ -1,0 +1,1 @@
+"""What training, evaluation and prediction share: device, precision, batches, checkpoints, processes, metrics."""
