@@ -51,7 +51,7 @@ from medref_cli.data.records import SampleRecord
 from medref_cli.data.views import to_unit
 from medref_cli.errors import MedrefError
 from medref_cli.models.text_cache import TextFeatureCache
-from medref_cli.runs.setup import build_model, build_text, seed_everything
+from medref_cli.runtime.build import build_model, build_text, seed_everything
 from medref_cli.runtime.device import resolve_device
 from medref_cli.text.augment import posaug
 from medref_cli.training.ssl_step import teacher_probs

@@ -78,7 +78,7 @@ def evaluate_recorded(
     """Evaluate and record an `evaluate` run (child of the source run). Returns (run id, result)."""
     from medref_cli.data.cache import load_split
     from medref_cli.data.split_run import identify_data
-    from medref_cli.runs.setup import build_text, read_records, tensor_cache_dir
+    from medref_cli.runtime.build import build_text, read_records, tensor_cache_dir
     from medref_cli.runtime.device import resolve_device
 
     if (run_id is None) == (checkpoint is None):

@@ -346,7 +346,7 @@ def _load(ledger_url: str, run_id: int | None, checkpoint: Path | None,
           device: torch.device) -> tuple[LoadedModel, TextFeatureCache]:
     from medref_cli.evaluation.evaluate_run import checkpoint_of_run, load_model
     from medref_cli.ledger import open_ledger
-    from medref_cli.runs.setup import build_text
+    from medref_cli.runtime.build import build_text
 
     if run_id is not None:
         ledger = open_ledger(ledger_url, create=False)

@@ -52,7 +52,7 @@ def load_recorded_model(ledger: Ledger, run_id: int, device: torch.device) -> Lo
 def split_records(loaded: LoadedModel, split: str) -> list[SampleRecord]:
     """The samples of `split` in the data folder the model's recorded config names."""
     from medref_cli.data.registry import resolve_dataset
-    from medref_cli.runs.setup import read_records
+    from medref_cli.runtime.build import read_records
 
     cfg = loaded.cfg
     ref = resolve_dataset(cfg.data, cfg.runtime.results_dir, create=False)
@@ -63,7 +63,7 @@ def split_records(loaded: LoadedModel, split: str) -> list[SampleRecord]:
 
 
 def run_probabilities(loaded: LoadedModel, tensors: SplitTensors, device: torch.device) -> RunProbabilities:
-    from medref_cli.runs.setup import build_text
+    from medref_cli.runtime.build import build_text
 
     cfg = loaded.cfg
     encoder, cache = build_text(cfg, device)

@@ -31,8 +31,9 @@ from medref_cli.runs.resume_run import (
     resume_writer,
     run_dir,
 )
-from medref_cli.runs.setup import RunInputs, build_model, prepare
+from medref_cli.runs.setup import RunInputs, prepare
 from medref_cli.runtime import distributed
+from medref_cli.runtime.build import build_model
 from medref_cli.runtime.checkpoint import save_checkpoint
 from medref_cli.training.metric_window import MetricSink
 from medref_cli.training.supervised import FitResult, fit_supervised

@@ -6,13 +6,10 @@ surface here, as one line, before any run row exists.
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-from torch import nn
 
 from medref_cli.config import ExperimentConfig
 from medref_cli.data.cache import SplitTensors, cached_split, decode_split, save_split_cache
@@ -23,6 +20,7 @@ from medref_cli.errors import MedrefError
 from medref_cli.models.encoders import TextEncoder
 from medref_cli.models.text_cache import TextFeatureCache
 from medref_cli.runtime import distributed
+from medref_cli.runtime.build import build_text, read_records, seed_everything, tensor_cache_dir
 from medref_cli.runtime.device import resolve_device
 
 
@@ -43,22 +41,6 @@ class RunInputs:
     tensors: RunData
     encoder: TextEncoder
     text_cache: TextFeatureCache
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-
-
-def tensor_cache_dir(cfg: ExperimentConfig) -> Path | None:
-    return Path(cfg.runtime.results_dir) / "cache" / "tensors" if cfg.data.cache else None
-
-
-def read_records(cfg: ExperimentConfig, root: Path) -> dict[str, list[SampleRecord]]:
-    from medref_cli.data.readers import read_dataset
-
-    return read_dataset(root, cfg.data.format)
 
 
 def decode_or_cached(cfg: ExperimentConfig, records: list[SampleRecord]) -> tuple[SplitTensors, bool]:
@@ -94,23 +76,6 @@ def split_records(cfg: ExperimentConfig, data: DataIdentity, manifest: SplitMani
             save_split_cache(tensors, wanted[name], cfg.data.image_size, tensor_cache_dir(cfg))
     on_device = {name: tensors.to(device) for name, (tensors, _) in loaded.items()}
     return RunData(on_device["labeled"], on_device.get("unlabeled"), on_device["valid"], on_device["test"])
-
-
-def build_text(cfg: ExperimentConfig, device: torch.device) -> tuple[TextEncoder, TextFeatureCache]:
-    from medref_cli.models.registry import build_text_encoder
-
-    encoder = build_text_encoder(cfg.model).to(device)
-    return encoder, TextFeatureCache(encoder, device)
-
-
-def build_model(cfg: ExperimentConfig, text_dim: int, device: torch.device) -> nn.Module:
-    from medref_cli.models.registry import create_model
-
-    torch.manual_seed(cfg.train.seed)
-    model = create_model(cfg.model, text_dim).to(device)
-    if cfg.runtime.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    return model
 
 
 def check_backbone(cfg: ExperimentConfig) -> None:

@@ -31,8 +31,9 @@ from medref_cli.runs.resume_run import (
     check_results_room,
     load_resume_source,
 )
-from medref_cli.runs.setup import RunInputs, build_model, prepare
+from medref_cli.runs.setup import RunInputs, prepare
 from medref_cli.runtime import distributed
+from medref_cli.runtime.build import build_model
 from medref_cli.runtime.checkpoint import load_checkpoint
 from medref_cli.training.ssl_loop import fit_ssl
 

@@ -149,7 +149,7 @@ def reseed_rank(generators: list, seed: int, step: int) -> None:
     per-rank draws: seeded from the seed, the rank and the step, so a resume is repeatable."""
     import random
 
-    from medref_cli.runs.setup import seed_everything
+    from medref_cli.runtime.build import seed_everything
 
     if current().rank == 0:
         return

@@ -25,9 +25,9 @@ from medref_cli.losses.dice_ce import DiceCELoss
 from medref_cli.models.text_cache import TextFeatureCache
 from medref_cli.runs.progress import Progress
 from medref_cli.runs.resume import CycledBatches, LoopPosition, ResumeWriter
-from medref_cli.runs.setup import seed_everything
 from medref_cli.runtime import distributed
 from medref_cli.runtime.batches import epoch_batches, take
+from medref_cli.runtime.build import seed_everything
 from medref_cli.runtime.step_model import step_model
 from medref_cli.training.ema import EMATeacher
 from medref_cli.training.metric_window import MetricSink, MetricWindow

@@ -29,9 +29,9 @@ from medref_cli.runs.resume import (
     restore_rng,
     rng_state,
 )
-from medref_cli.runs.setup import seed_everything
 from medref_cli.runtime import distributed
 from medref_cli.runtime.batches import epoch_batches, model_input, sequential_batches, take
+from medref_cli.runtime.build import seed_everything
 from medref_cli.runtime.metrics import dice_from_counts, iou_from_counts
 from medref_cli.runtime.precision import autocast
 from medref_cli.runtime.step_model import step_model

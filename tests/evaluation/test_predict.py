@@ -51,7 +51,7 @@ def trained(tmp_path_factory, synthetic_root, medref_in_process, tiny_burnin_arg
 def model(trained):
     from medref_cli.evaluation.evaluate_run import checkpoint_of_run, load_model
     from medref_cli.ledger import open_ledger
-    from medref_cli.runs.setup import build_text
+    from medref_cli.runtime.build import build_text
 
     ledger = open_ledger(trained["ledger"], create=False)
     path, sha = checkpoint_of_run(ledger, trained["run"])

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from medref_cli.config import load_config
-from medref_cli.runs.setup import build_model
 from medref_cli.runtime import distributed
+from medref_cli.runtime.build import build_model
 
 HERE = Path(__file__).resolve().parent
 # guidedecoder-tiny has no dropout, so one step is deterministic; views are the identity (zoom 1,
@@ -76,7 +76,7 @@ def test_validation_over_two_processes_counts_what_one_process_counts(spec):
     from medref_cli.data.cache import load_split
     from medref_cli.data.readers import read_dataset
     from medref_cli.evaluation.evaluate import evaluate_split
-    from medref_cli.runs.setup import build_text
+    from medref_cli.runtime.build import build_text
 
     workdir = spec("val", EXACT_SETS + ["train.batch_size=3"])  # 16 images: 6 batches, 3 per rank
     ranks = _two_ranks(workdir)
