@@ -13,9 +13,8 @@ from typing import Any
 
 import torch
 
-from medref_cli.runs.progress import Progress
-from medref_cli.runs.resume import cpu_tensors
 from medref_cli.runtime import distributed
+from medref_cli.training.loop_state import ProgressDisplay, cpu_tensors
 
 MetricSink = Callable[[dict[str, float], int], None]
 
@@ -31,7 +30,7 @@ class MetricWindow:
             value = value.detach()
             self.sums[key] = self.sums[key] + value if key in self.sums else value.clone()
 
-    def close_step(self, step: int, total: int, log: MetricSink, progress: Progress, loss_key: str,
+    def close_step(self, step: int, total: int, log: MetricSink, progress: ProgressDisplay, loss_key: str,
                    extra: Callable[[], dict[str, float]] = dict) -> None:
         """After step `step` of `total`: log the window's means (with `extra()`) when it is due."""
         if step % self.every and step != total:

@@ -23,13 +23,12 @@ from medref_cli.config import ExperimentConfig
 from medref_cli.data.cache import SplitTensors
 from medref_cli.losses.dice_ce import DiceCELoss
 from medref_cli.models.text_cache import TextFeatureCache
-from medref_cli.runs.progress import Progress
-from medref_cli.runs.resume import CycledBatches, LoopPosition, ResumeWriter
 from medref_cli.runtime import distributed
 from medref_cli.runtime.batches import epoch_batches, take
 from medref_cli.runtime.build import seed_everything
 from medref_cli.runtime.step_model import step_model
 from medref_cli.training.ema import EMATeacher
+from medref_cli.training.loop_state import CheckpointWriter, CycledBatches, LoopPosition, ProgressDisplay
 from medref_cli.training.metric_window import MetricSink, MetricWindow
 from medref_cli.training.schedules import (
     build_cosine_scheduler,
@@ -86,8 +85,8 @@ def fit_ssl(
     text_cache: TextFeatureCache,
     cfg: ExperimentConfig,
     log: MetricSink,
-    progress: Progress,
-    checkpoints: ResumeWriter | None = None,
+    progress: ProgressDisplay,
+    checkpoints: CheckpointWriter | None = None,
     resume: dict[str, Any] | None = None,
 ) -> tuple[FitResult, str]:
     """Train; leave `student` holding the selected best weights. Returns (result, which model won).

@@ -20,21 +20,21 @@ from medref_cli.data.views import to_unit, weak_view
 from medref_cli.evaluation.evaluate import pixel_counts
 from medref_cli.losses.dice_ce import DiceCELoss
 from medref_cli.models.text_cache import TextFeatureCache
-from medref_cli.runs.progress import Progress
-from medref_cli.runs.resume import (
-    LoopPosition,
-    RandomSource,
-    ResumeWriter,
-    cpu_tensors,
-    restore_rng,
-    rng_state,
-)
 from medref_cli.runtime import distributed
 from medref_cli.runtime.batches import epoch_batches, model_input, sequential_batches, take
 from medref_cli.runtime.build import seed_everything
 from medref_cli.runtime.metrics import dice_from_counts, iou_from_counts
 from medref_cli.runtime.precision import autocast
 from medref_cli.runtime.step_model import step_model
+from medref_cli.training.loop_state import (
+    CheckpointWriter,
+    LoopPosition,
+    ProgressDisplay,
+    RandomSource,
+    cpu_tensors,
+    restore_rng,
+    rng_state,
+)
 from medref_cli.training.metric_window import MetricSink, MetricWindow
 from medref_cli.training.schedules import build_cosine_scheduler, build_optimizer
 
@@ -156,8 +156,8 @@ def fit_supervised(
     cfg: ExperimentConfig,
     epochs: int,
     log: MetricSink,
-    progress: Progress,
-    checkpoints: ResumeWriter | None = None,
+    progress: ProgressDisplay,
+    checkpoints: CheckpointWriter | None = None,
     resume: dict[str, Any] | None = None,
 ) -> FitResult:
     """Train on `labeled` for `epochs`; leave the model holding its best-validation weights.

@@ -20,18 +20,10 @@ import torch
 from medref_cli.config import load_config
 from medref_cli.errors import MedrefError
 from medref_cli.ledger import open_ledger, record_run, reopen_run, run_detail
-from medref_cli.runs.resume import (
-    NEXT_FILE,
-    PREVIOUS_FILE,
-    CycledBatches,
-    LoopPosition,
-    ResumeWriter,
-    find_resume_file,
-    restore_rng,
-    rng_state,
-)
+from medref_cli.runs.resume import NEXT_FILE, PREVIOUS_FILE, ResumeWriter, find_resume_file
 from medref_cli.runtime.batches import cycled_batches
 from medref_cli.runtime.checkpoint import file_sha256
+from medref_cli.training.loop_state import CycledBatches, LoopPosition, restore_rng, rng_state
 
 # ---------------------------------------------------------------- the parts of a resume state
 
