@@ -16,10 +16,10 @@ import torch
 from medref_cli.data.cache import SplitTensors, load_split
 from medref_cli.data.records import SampleRecord
 from medref_cli.errors import MedrefError
-from medref_cli.evaluation.evaluate import predict_probs
 from medref_cli.evaluation.evaluate_run import LoadedModel, checkpoint_of_run, load_model
 from medref_cli.ledger import Ledger
 from medref_cli.runtime.batches import sequential_batches
+from medref_cli.runtime.scoring import predict_probs
 
 PREDICT_BATCH = 8
 

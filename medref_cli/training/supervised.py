@@ -17,7 +17,6 @@ from torch import nn
 from medref_cli.config import ExperimentConfig
 from medref_cli.data.cache import SplitTensors
 from medref_cli.data.views import to_unit, weak_view
-from medref_cli.evaluation.evaluate import pixel_counts
 from medref_cli.losses.dice_ce import DiceCELoss
 from medref_cli.models.text_cache import TextFeatureCache
 from medref_cli.runtime import distributed
@@ -25,6 +24,7 @@ from medref_cli.runtime.batches import epoch_batches, model_input, sequential_ba
 from medref_cli.runtime.build import seed_everything
 from medref_cli.runtime.metrics import dice_from_counts, iou_from_counts
 from medref_cli.runtime.precision import autocast
+from medref_cli.runtime.scoring import pixel_counts
 from medref_cli.runtime.step_model import step_model
 from medref_cli.training.loop_state import (
     CheckpointWriter,
