@@ -4,7 +4,8 @@ Reads only through ledger queries (`medref_cli.ledger.report_queries`).
 """
 
 from medref_cli.reports.build import ReportOptions, build_report, build_table
-from medref_cli.reports.figures import FIGURES, FigureRequest, make_figure
+from medref_cli.reports.figure_request import FigureRequest
+from medref_cli.reports.figures import FIGURES, make_figure
 from medref_cli.reports.identity import Components, ConfigCondition, components, identity_hash
 from medref_cli.reports.output import RENDERERS, render, write_text_atomic
 from medref_cli.reports.staleness import CurrentVersions, current_versions, stale_reasons

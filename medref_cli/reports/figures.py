@@ -8,38 +8,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from medref_cli.errors import MedrefError
 from medref_cli.ledger.db import Ledger
 from medref_cli.ledger.report_queries import RunRecord, metric_history, runs_by_id
+from medref_cli.reports.figure_request import FigureRequest, image_format
 from medref_cli.reports.layouts import ratio_label
 from medref_cli.reports.output import atomic_path
 from medref_cli.reports.qualitative import plot_qualitative
 
-IMAGE_FORMATS = ("png", "pdf", "svg")
 PANEL_COLUMNS = 3
-
-
-@dataclass(frozen=True)
-class FigureRequest:
-    run_ids: tuple[int, ...]
-    out: Path
-    metrics: tuple[str, ...] = ()  # metric names to draw; empty = all recorded
-    n: int = 4  # rows of the qualitative figure (test images)
 
 
 def run_label(run: RunRecord) -> str:
     ratio = ratio_label(run.label_ratio) if run.label_ratio is not None else "-"
     return f"run {run.id} ({run.kind}, {run.backbone or '-'}, {ratio}, seed {run.seed})"
-
-
-def image_format(out: Path) -> str:
-    fmt = out.suffix.lower().lstrip(".")
-    if fmt not in IMAGE_FORMATS:
-        raise MedrefError(f"figure file {out} must end in .{', .'.join(IMAGE_FORMATS)}")
-    return fmt
 
 
 def curve_panels(history: dict[int, dict[str, list[tuple[int, float]]]], wanted: tuple[str, ...]) -> list[str]:

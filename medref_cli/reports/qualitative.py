@@ -11,15 +11,12 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from medref_cli.errors import MedrefError
 from medref_cli.ledger.db import Ledger
 from medref_cli.ledger.report_queries import RunRecord, image_scores, runs_by_id
+from medref_cli.reports.figure_request import FigureRequest, image_format
 from medref_cli.reports.output import atomic_path
-
-if TYPE_CHECKING:
-    from medref_cli.reports.figures import FigureRequest
 
 PANEL_INCHES = 1.9  # width and height of one image panel
 CAPTION_INCHES = 0.55  # extra height per row for the caption under it
@@ -78,7 +75,6 @@ def _draw(predictions, runs: list[RunRecord], out: Path, fmt: str) -> None:
 def plot_qualitative(ledger: Ledger, request: FigureRequest) -> Path:
     """Rows: chosen test images; columns: image, ground truth, each run's thresholded prediction."""
     from medref_cli.evaluation.predict_split import predict_split
-    from medref_cli.reports.figures import image_format
 
     if not request.run_ids:
         raise MedrefError("--figure qualitative needs --runs, e.g. --runs 3,4")
