@@ -1,4 +1,7 @@
-"""Configuration: frozen dataclasses, YAML experiment files, typed overrides, hashing."""
+"""Configuration: frozen dataclasses, YAML experiment files, typed overrides, hashing.
+
+May import: the base modules (errors.py, files.py, transfer.py) only.
+"""
 
 from medref_cli.config.loader import (
     all_keys,

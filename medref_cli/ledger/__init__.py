@@ -1,6 +1,8 @@
 """The reproducibility ledger: every run, its provenance, metrics and artifacts.
 
 Imports only the config package, the standard library and SQLAlchemy.
+
+May import: config and the base modules; not text (beside it).
 """
 
 from medref_cli.ledger.db import Ledger, migrate, open_ledger

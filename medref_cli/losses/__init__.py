@@ -1,1 +1,4 @@
+"""Loss terms: DiceCE, ITCL and the CLIP loss.
 
+May import: text, ledger, config and the base modules; not models, augment or data (beside it).
+"""

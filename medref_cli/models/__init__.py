@@ -5,6 +5,8 @@ cache = TextFeatureCache(encoder.to(device))
 model = create_model(cfg.model, encoder.dim)       # every parameter trainable
 out = model(images, cache.encode(captions))        # ModelOutput(logits, fused)
 v, u = model.embed(out.fused, text)                # ITCL embeddings
+
+May import: text, ledger, config and the base modules; not losses, augment or data (beside it).
 """
 
 from medref_cli.models.base import ModelOutput, SegmentationModel, count_parameters

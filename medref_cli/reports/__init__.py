@@ -1,6 +1,8 @@
 """Reports from the ledger: Tables 1-3 of the paper (markdown, LaTeX, CSV, JSON) and figures.
 
 Reads only through ledger queries (`medref_cli.ledger.report_queries`).
+
+May import: training, evaluation, runtime and the rooms under them (in practice evaluation, ledger, config); never cli, runs or bench.
 """
 
 from medref_cli.reports.build import ReportOptions, build_report, build_table

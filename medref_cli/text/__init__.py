@@ -1,4 +1,7 @@
-"""Positional phrases of captions (-> 6-bit labels, spans) and the text-side augmentations."""
+"""Positional phrases of captions (-> 6-bit labels, spans) and the text-side augmentations.
+
+May import: config and the base modules; not ledger (beside it).
+"""
 
 from medref_cli.text.augment import (
     UNK_POS,
