@@ -34,7 +34,8 @@ def split(
     ledger: LedgerOpt = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Write nested labeled/unlabeled manifests of the train split under results/splits/."""
+    """Write nested labeled/unlabeled manifests of the train split under results/splits/, or record the
+    reference's fixed split files with --import (checked against the data folder)."""
     import json
 
     from medref_cli.data.split_run import import_split, make_split

@@ -175,6 +175,17 @@ def test_data_check_accepts_the_mosmed_frames_format(tmp_path, mris, cli):
     assert "mosmed-frames" in out
 
 
+def test_mosmed_tables_with_a_byte_order_mark(tmp_path, mris):
+    """The reference writes its MosMed tables as utf-8-sig; the Image column must still be found."""
+    samples = mris.build_tables(tmp_path, "mosmed")
+    for name in ("train.csv", "val.csv", "test.csv"):
+        path = tmp_path / "prompt" / name
+        pd.read_csv(path, dtype=str).to_csv(path, index=False, encoding="utf-8-sig")
+    assert (tmp_path / "prompt" / "train.csv").read_bytes().startswith(b"\xef\xbb\xbfImage")
+    records = read_dataset(tmp_path, "mosmed")
+    assert sorted(r.id for split in SPLITS for r in records[split]) == sorted(s.id for s in samples)
+
+
 def test_qata_invalid_json_reports_the_line(tmp_path, mris):
     mris.build_qata(tmp_path)
     (tmp_path / "prompts" / "annotation.json").write_text('{"train": [\n  {"image_path": "x",}\n]}')
