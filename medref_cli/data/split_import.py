@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
@@ -44,6 +44,8 @@ class ReferenceSplit:
     valid: tuple[str, ...] | None  # the files' valid / test lists (QaTa); None where they carry none
     test: tuple[str, ...] | None
     sha256: str  # over the bytes of both files
+    captions: dict[str, str] = field(default_factory=dict)  # train id -> the files' caption (the reference
+    # trains on the captions of these files, medref on the data folder's: they must agree)
 
 
 def _tag(value: Decimal) -> str:
@@ -87,7 +89,8 @@ def qata_id(image_path: str) -> str:
     return Path(Path(image_path.strip()).name.removeprefix(MASK_PREFIX)).stem
 
 
-def _qata_lists(path: Path) -> dict[str, list[str]]:
+def _qata_lists(path: Path) -> dict[str, list[tuple[str, str]]]:
+    """(id, caption) of each entry of the train / valid / test lists."""
     try:
         body = json.loads(path.read_text(encoding="utf-8-sig"))
     except UnicodeDecodeError as exc:
@@ -96,7 +99,7 @@ def _qata_lists(path: Path) -> dict[str, list[str]]:
         raise MedrefError(f"{path} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
     if not isinstance(body, dict) or not isinstance(body.get("train"), list):
         raise MedrefError(f'{path} is not a QaTa split file: expected an object with a "train" list')
-    lists: dict[str, list[str]] = {}
+    lists: dict[str, list[tuple[str, str]]] = {}
     for key in ("train", "valid", "test"):
         entries = body.get(key)
         if entries is None:
@@ -108,12 +111,14 @@ def _qata_lists(path: Path) -> dict[str, list[str]]:
             name = entry.get("image_path") if isinstance(entry, dict) else None
             if not isinstance(name, str) or is_blank(name):
                 raise MedrefError(f"{path}: {key} entry {number} has no image_path")
-            ids.append(qata_id(name))
+            caption = entry.get("caption")
+            ids.append((qata_id(name), caption.strip() if isinstance(caption, str) else ""))
         lists[key] = ids
     return lists
 
 
-def _mosmed_ids(path: Path) -> list[str]:
+def _mosmed_ids(path: Path) -> list[tuple[str, str]]:
+    """(id, text) of each row with an image name and a text."""
     import pandas as pd
 
     try:
@@ -128,7 +133,7 @@ def _mosmed_ids(path: Path) -> list[str]:
     for name, text in zip(table[columns["image"]], table[columns["text"]], strict=True):
         if is_blank(name) or is_blank(text):
             continue  # the reference's reader drops such rows
-        ids.append(Path(str(name).strip()).stem)
+        ids.append((Path(str(name).strip()).stem, str(text).strip()))
     return ids
 
 
@@ -148,10 +153,11 @@ def read_reference_split(path: Path, unlabeled: Path | None = None, ratio: float
         for key in ("valid", "test"):
             if lab.get(key) != unl.get(key):
                 raise MedrefError(f"the {key} lists of {labeled_file.name} and {unlabeled_file.name} differ")
-        labeled, unlabeled_ids = lab["train"], unl["train"]
-        valid, test = lab.get("valid"), lab.get("test")
+        labeled_rows, unlabeled_rows = lab["train"], unl["train"]
+        valid, test = ([i for i, _ in lab[k]] if k in lab else None for k in ("valid", "test"))
     else:
-        labeled, unlabeled_ids = _mosmed_ids(labeled_file), _mosmed_ids(unlabeled_file)
+        labeled_rows, unlabeled_rows = _mosmed_ids(labeled_file), _mosmed_ids(unlabeled_file)
+    labeled, unlabeled_ids = [i for i, _ in labeled_rows], [i for i, _ in unlabeled_rows]
     for file, ids in ((labeled_file, labeled), (unlabeled_file, unlabeled_ids)):
         if not ids:
             raise MedrefError(f"{file} lists no train samples")
@@ -167,7 +173,7 @@ def read_reference_split(path: Path, unlabeled: Path | None = None, ratio: float
                           f"(first: {first})")
     return ReferenceSplit(kind, labeled_file, unlabeled_file, chosen, tuple(labeled), tuple(unlabeled_ids),
                           None if valid is None else tuple(valid), None if test is None else tuple(test),
-                          _file_hash(labeled_file, unlabeled_file))
+                          _file_hash(labeled_file, unlabeled_file), dict(labeled_rows + unlabeled_rows))
 
 
 def _first(ids: list[str]) -> str:
@@ -190,6 +196,12 @@ def check_against_data(ref: ReferenceSplit, records: dict[str, list[SampleRecord
     if absent:
         raise MedrefError(f"{where}: {len(absent)} train ids of the data are in neither {ref.labeled_file.name} "
                           f"nor {ref.unlabeled_file.name} (first: {_first(absent)})")
+    captions = {r.id: r.caption for r in records.get("train", [])}
+    differ = [s for s, text in ref.captions.items() if text and text != captions[s].strip()]
+    if differ:
+        file = ref.labeled_file if differ[0] in set(ref.labeled) else ref.unlabeled_file
+        raise MedrefError(f"{file.name} does not match {root}: the caption of {differ[0]} differs from the data's "
+                          f"({len(differ)} train captions differ; the reference trains on the files' captions)")
     for split, ids in (("valid", ref.valid), ("test", ref.test)):
         if ids is None:
             continue

@@ -138,6 +138,7 @@ def test_the_reference_files_of_the_full_release_are_refused_on_the_subset(cli, 
     ("drop_valid", ("1 valid ids of the data are missing from its valid list",)),
     ("foreign_test", ("1 of its", "test ids are not in the data's test split (first: not_in_data)")),
     ("overlap", ("are in both split_labeled_0.25.json and split_unlabeled_0.25.json",)),
+    ("caption", ("split_labeled_0.25.json does not match", "differs from the data's (1 train captions differ")),
 ])
 def test_a_manifest_that_does_not_match_the_data_is_refused(cli, tmp_path, synthetic_root, damage, fragments):
     annotation = json.loads((synthetic_root / "prompts" / "annotation.json").read_text())
@@ -152,6 +153,9 @@ def test_a_manifest_that_does_not_match_the_data_is_refused(cli, tmp_path, synth
     elif damage == "foreign_test":
         for body in (lab, unl):
             body["test"] = [*body["test"], {"image_path": "mask_not_in_data.png", "caption": "x"}]
+    elif damage == "caption":
+        lab["train"][0]["caption"] = lab["train"][0]["caption"] + " edited"
+        caption_of = lab["train"][0]["image_path"].removeprefix("mask_").removesuffix(".png")
     else:
         lab["train"].append(unl["train"][0])
     labeled_file.write_text(json.dumps(lab, indent=2))
@@ -160,6 +164,8 @@ def test_a_manifest_that_does_not_match_the_data_is_refused(cli, tmp_path, synth
                                           "--data", str(synthetic_root)], *fragments)
     if victim is not None:
         assert f"(first: {victim})" in err
+    if damage == "caption":
+        assert f"the caption of {caption_of} differs" in err
 
 
 def test_bad_import_arguments_are_one_line(cli, tmp_path, synthetic_root):
