@@ -56,6 +56,10 @@ CASES = [
                              "--ledger", "{ledger_url}"), "No space left on device", fault="full"),
     Case("split-ledger-not-a-database", ("split", *data(), "--ratio", "0.4", "--ledger", "sqlite:///{notdb}"),
          "is not a SQLite database"),
+    Case("split-import-mismatch", ("split", *data(), "--import", "{ref_labeled}"),
+         "split_labeled_0.5.json does not match"),
+    Case("split-import-unknown-partner", ("split", *data(), "--import", "{table_csv}"),
+         "pass --unlabeled FILE"),
     # burnin
     Case("burnin-unknown-backbone", ("burnin", *data(), *TINY, "--backbone", "unet3000"), "unknown backbone 'unet3000'"),
     Case("burnin-gpu-7", ("burnin", *data(), *TINY, "--gpu", "7"), "--gpu 7: this machine has"),
@@ -64,6 +68,8 @@ CASES = [
     Case("burnin-yaml-unknown-key", ("burnin", *data(), "--config", "{unknown_key_yaml}"),
          "unknown config key 'train.lrr'"),
     Case("burnin-set-unknown-key", ("burnin", *data(), "--set", "trian.lr=0.1"), "unknown config key 'trian.lr'"),
+    Case("burnin-imported-split-missing", ("burnin", *data(), *TINY, "--cpu", "--set", "split.source=imported"),
+         "run `medref split --import FILE` first"),
     Case("burnin-log-every-0", ("burnin", *data(), *TINY, "--cpu", "--set", "runtime.log_every=0"),
          "'runtime.log_every' must be >= 1"),
     Case("burnin-corrupt-image", ("burnin", *data("corrupt_image"), *TINY, "--cpu"), "cannot decode"),
@@ -219,6 +225,9 @@ def _write_inputs(cwd: Path) -> dict[str, Path]:
         "table_csv": ("table.csv", "image,caption\nmissing.png,left lung\n"),
         "notdb": ("notdb.db", "this is not a database\n" * 20),
         "blocker": ("blocker", "a file where a folder should be\n"),
+        "ref_labeled": ("split_labeled_0.5.json", '{"train": [{"image_path": "mask_nope.png"}], "valid": [], "test": []}'),
+        "ref_unlabeled": ("split_unlabeled_0.5.json", '{"train": [{"image_path": "mask_nix.png"}], "valid": [], '
+                          '"test": []}'),
     }
     paths = {}
     for key, (name, text) in files.items():

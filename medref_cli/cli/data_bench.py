@@ -17,7 +17,7 @@ def bench(
     steps: Annotated[int, typer.Option("--steps", help="Timed batches per loader.")] = 20,
     image_size: Annotated[int, typer.Option("--image-size", help="Side of the model input in pixels.")] = 224,
     format: Annotated[
-        str, typer.Option("--format", help="Layout: auto | qata | lvit | mmiunet | mosmed.")
+        str, typer.Option("--format", help="Layout: auto | qata | lvit | mmiunet | mosmed | mosmed-frames.")
     ] = "auto",
     device: Annotated[
         str, typer.Option("--device", help="Device of the cached tensors: cpu | cuda:N.")

@@ -9,7 +9,7 @@ import typer
 
 from medref_cli.cli.common import JsonOpt
 
-FORMAT_HELP = "Layout: auto | qata | lvit | mmiunet | mosmed."
+FORMAT_HELP = "Layout: auto | qata | lvit | mmiunet | mosmed | mosmed-frames."
 
 
 def check(

@@ -37,7 +37,8 @@ def evaluate(
         return
     typer.echo(
         f"evaluate run {run} on {split} (n={m['n_images']}): "
-        f"Dice global {m['dice_global']:.4f}  IoU global {m['iou_global']:.4f}  |  "
+        f"Dice global {m['dice_global']:.4f}  IoU global {m['iou_global']:.4f}  "
+        f"pixel accuracy {m['pixel_acc_global']:.4f}  |  "
         f"per image: Dice {m['dice_per_image_mean']:.4f} ± {m['dice_per_image_std']:.4f}  "
         f"IoU {m['iou_per_image_mean']:.4f} ± {m['iou_per_image_std']:.4f}"
     )

@@ -16,7 +16,7 @@ class DataConfig:
     dataset: str = "synthetic"
     # folder of the data set; empty means the dataset's default location
     root: str = ""
-    # auto | qata | lvit | mmiunet | mosmed
+    # auto | qata | lvit | mmiunet | mosmed | mosmed-frames (the reference's frames/ + masks/ layout)
     format: str = "auto"
     # whether "left" in a caption means the image's left or the patient's left
     laterality: str = "image"
@@ -33,6 +33,10 @@ class SplitConfig:
     # share of the train split that keeps its labels; 1.0 = fully supervised
     ratio: float = 0.05
     seed: int = 42
+    # seeded: medref's nested seeded draw (the paper: "we randomly sample labeled subsets");
+    # imported: the manifest `medref split --import` recorded for this data, ratio and seed
+    # (the reference's fixed data_splits files)
+    source: str = "seeded"
 
 
 @dataclass(frozen=True)
@@ -162,7 +166,8 @@ UNHASHED_KEYS = ("name",)
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.dataset": ("synthetic", "qata", "mosmed", "custom"),
-    "data.format": ("auto", "qata", "lvit", "mmiunet", "mosmed"),
+    "data.format": ("auto", "qata", "lvit", "mmiunet", "mosmed", "mosmed-frames"),
+    "split.source": ("seeded", "imported"),
     "data.laterality": ("image", "patient"),
     "ssl.mix": ("none", "tpatchmix", "cutmix", "spc"),
     "ssl.tpatchmix_mode": ("position", "probability"),

@@ -111,11 +111,12 @@ def _read_csv_rows(
     import pandas as pd
 
     try:
-        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+        # utf-8-sig: the reference writes its MosMed tables with a byte-order mark
+        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except Exception as exc:  # noqa: BLE001 - pandas raises ParserError, UnicodeDecodeError, EmptyDataError ...
         result.error(csv_path, None, f"cannot read the CSV ({type(exc).__name__}: {exc})", split, "layout")
         return None
-    table.columns = [str(c).strip() for c in table.columns]
+    table.columns = [str(c).strip().lstrip("\ufeff") for c in table.columns]
     caption_column = next((c for c in layout.caption_columns if c in table.columns), None)
     needed = ["Image"] + ([layout.label_column] if layout.label_column else [])
     missing = [c for c in needed if c not in table.columns]

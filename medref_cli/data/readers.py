@@ -1,6 +1,6 @@
 """Read any of the public MRIS data set layouts into `SampleRecord`s.
 
-- `detect_format(root)` tells the layout: qata | lvit | mmiunet | mosmed.
+- `detect_format(root)` tells the layout: qata | lvit | mmiunet | mosmed | mosmed-frames.
 - `collect_dataset(root, format)` returns every record it could build and every problem found
   (for `medref data check`).
 - `read_dataset(root, format)` is the strict call for training code: it raises a one-line
@@ -14,19 +14,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 from medref_cli.data.reader_lvit import SPLIT_FOLDERS, read_lvit
+from medref_cli.data.reader_mosmed import looks_like_frames, read_mosmed_frames
 from medref_cli.data.reader_paths import find_child
 from medref_cli.data.reader_qata import ANNOTATION, read_qata
 from medref_cli.data.reader_tables import PROMPT_DIR, find_prompt_csv, read_mmiunet, read_mosmed
 from medref_cli.data.records import SPLITS, ReadResult, SampleRecord
 from medref_cli.errors import MedrefError
 
-FORMATS: tuple[str, ...] = ("qata", "lvit", "mmiunet", "mosmed")
+FORMATS: tuple[str, ...] = ("qata", "lvit", "mmiunet", "mosmed", "mosmed-frames")
 
 READERS: dict[str, Callable[[Path], ReadResult]] = {
     "qata": read_qata,
     "lvit": read_lvit,
     "mmiunet": read_mmiunet,
     "mosmed": read_mosmed,
+    "mosmed-frames": read_mosmed_frames,
 }
 
 
@@ -47,13 +49,15 @@ def detect_format(root: str | Path) -> str:
         return "qata"
     if any(find_child(root, (name,)) is not None for name in SPLIT_FOLDERS.values()):
         return "lvit"
+    if looks_like_frames(root):
+        return "mosmed-frames"
     for split in SPLITS:
         csv_path = find_prompt_csv(root, split)
         if csv_path is not None:
             return "mosmed" if "pseudo_label" in _csv_header(csv_path) else "mmiunet"
     raise MedrefError(
-        f"cannot tell the layout of {root}: expected {ANNOTATION.as_posix()} (qata), Train_Folder/ (lvit) "
-        f"or {PROMPT_DIR}/train.csv (mmiunet, mosmed); pass --format"
+        f"cannot tell the layout of {root}: expected {ANNOTATION.as_posix()} (qata), Train_Folder/ (lvit), "
+        f"{PROMPT_DIR}/train.csv (mmiunet, mosmed) or frames/ + masks/ + Train*.csv (mosmed-frames); pass --format"
     )
 
 

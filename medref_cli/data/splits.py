@@ -6,7 +6,8 @@ the order depends only on the ids and the seed, for one seed the 1% labeled set 
 the 2% set, inside the 5%, inside the 15%, inside 100%.
 
 A manifest is canonical JSON with no timestamps: the same inputs give the same bytes and so
-the same hash.
+the same hash. An imported manifest (`medref split --import`, the reference's fixed files) keeps
+the lists in the order of its files and records the sha256 of those files instead of the rule.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ from medref_cli.errors import MedrefError
 from medref_cli.files import new_folders
 
 RULE = "labeled = first max(1, floor(ratio*N + 0.5)) train ids of one seeded shuffle of the sorted ids (nested)"
+IMPORTED_RULE = "imported: the labeled and unlabeled lists of fixed split files, checked against the data"
+# the seed an imported manifest records: the reference's scripts/prepare_splits.py default, with
+# which that script remakes the shipped QaTa-COV19 files; imported splits do not depend on split.seed
+IMPORTED_SEED = 42
 
 
 def labeled_count(n: int, ratio: float) -> int:
@@ -52,6 +57,7 @@ class SplitManifest:
     seed: int
     labeled: tuple[str, ...]
     unlabeled: tuple[str, ...]
+    imported_sha256: str = ""  # sha256 of the imported split files; empty for medref's seeded rule
 
     def to_json(self) -> str:
         body = {
@@ -59,12 +65,14 @@ class SplitManifest:
             "data_hash": self.data_hash,
             "ratio": self.ratio,
             "seed": self.seed,
-            "rule": RULE,
+            "rule": IMPORTED_RULE if self.imported_sha256 else RULE,
             "n_train": len(self.labeled) + len(self.unlabeled),
             "n_labeled": len(self.labeled),
             "labeled": list(self.labeled),
             "unlabeled": list(self.unlabeled),
         }
+        if self.imported_sha256:
+            body["imported_sha256"] = self.imported_sha256
         return json.dumps(body, indent=1, sort_keys=True) + "\n"
 
     @property
@@ -77,8 +85,10 @@ def make_manifest(dataset: str, data_hash: str, train_ids: list[str], ratio: flo
     return SplitManifest(dataset, data_hash, float(ratio), int(seed), tuple(labeled), tuple(unlabeled))
 
 
-def manifest_path(splits_dir: Path, dataset: str, data_hash: str, ratio: float, seed: int) -> Path:
-    return splits_dir / f"{dataset}-{data_hash[:12]}" / f"ratio{ratio:g}-seed{seed}.json"
+def manifest_path(splits_dir: Path, dataset: str, data_hash: str, ratio: float, seed: int,
+                  imported: bool = False) -> Path:
+    name = f"imported-ratio{ratio:g}.json" if imported else f"ratio{ratio:g}-seed{seed}.json"
+    return splits_dir / f"{dataset}-{data_hash[:12]}" / name
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -110,6 +120,7 @@ def load_manifest(path: Path) -> SplitManifest:
             int(body["seed"]),
             tuple(body["labeled"]),
             tuple(body["unlabeled"]),
+            str(body.get("imported_sha256", "")),
         )
     except FileNotFoundError:
         raise MedrefError(f"split manifest not found: {path}") from None

@@ -1,4 +1,4 @@
-"""Evaluate a model on a device-resident split: Dice and IoU, global and per image.
+"""Evaluate a model on a device-resident split: Dice, IoU and pixel accuracy, global and per image.
 
 Global = TP/FP/FN accumulated over every pixel of the split (the reference implementation's
 definition, the paper's numbers); per image = each image scored alone, then mean and std.
@@ -20,7 +20,8 @@ from medref_cli.runtime.scoring import score_batches
 
 @dataclass
 class EvalResult:
-    metrics: dict[str, float]  # dice_global, iou_global, dice_per_image_mean/std, iou_per_image_mean/std, n_images
+    # dice_global, iou_global, pixel_acc_global, {dice,iou,pixel_acc}_per_image_mean/std, n_images
+    metrics: dict[str, float]
     ids: list[str]
     dice: list[float]  # per image, in `ids` order
     iou: list[float]

@@ -152,8 +152,7 @@ def recorded_hash(cell: Cell) -> str:
 
 def identify(cells: list[Cell]) -> None:
     """Fill in each cell's config, split and data hashes (split manifests computed, not written)."""
-    from medref_cli.data.split_run import identify_data, train_ids
-    from medref_cli.data.splits import make_manifest
+    from medref_cli.data.split_run import expected_manifest, identify_data, train_ids
 
     data_cache: dict[tuple, Any] = {}
     ids_cache: dict[tuple, list[str]] = {}
@@ -163,7 +162,7 @@ def identify(cells: list[Cell]) -> None:
             data_cache[key] = identify_data(cell.cfg)
             ids_cache[key] = train_ids(cell.cfg, data_cache[key].ref)
         data = data_cache[key]
-        manifest = make_manifest(data.ref.name, data.tree.digest, ids_cache[key], cell.ratio, cell.seed)
+        manifest = expected_manifest(cell.cfg, data, ids_cache[key])
         cell.config_hash, cell.split_hash, cell.data_hash = recorded_hash(cell), manifest.sha256, data.tree.digest
 
 

@@ -1,4 +1,4 @@
-"""Segmentation metrics at a probability threshold: Dice and IoU, global and per image.
+"""Segmentation metrics at a probability threshold: Dice, IoU and pixel accuracy, global and per image.
 
 Conventions (the names in results say which is which):
 
@@ -10,8 +10,11 @@ Conventions (the names in results say which is which):
   the reference implementation's torchmetrics micro ``Dice()`` and ``BinaryJaccardIndex()``.
   When the whole split has no predicted and no true foreground the denominator is 0 and the
   score is ``zero_division`` (0.0, the torchmetrics default).
-- **Per image** (``dice_per_image_*``, ``iou_per_image_*``): the same formulas for each image
-  alone, then mean and population standard deviation (ddof = 0) over images. An image with
+- **Pixel accuracy** (``pixel_acc_global``): ``(TP + TN) / (TP + FP + FN + TN)`` over every
+  pixel of the split, the reference's torchmetrics ``Accuracy(task="binary")``, which it logs as
+  ``acc`` beside Dice and IoU. It is dominated by the background and reported for comparison only.
+- **Per image** (``dice_per_image_*``, ``iou_per_image_*``, ``pixel_acc_per_image_*``): the same
+  formulas for each image alone, then mean and population standard deviation (ddof = 0) over images. An image with
   an empty prediction and an empty target scores ``empty_score`` (1.0: a perfect answer).
 
 Counts stay on the device (int64) during accumulation; nothing syncs with the host until
@@ -41,6 +44,12 @@ def confusion_per_image(
     return tp, fp, fn
 
 
+def true_negatives(predicted: torch.Tensor, tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor) -> torch.Tensor:
+    """(B,) int64 TN: the pixels of each image that are neither TP, FP nor FN."""
+    pixels = predicted[0].numel() if predicted.shape[0] else 0
+    return pixels - tp - fp - fn
+
+
 def _ratio(numerator: torch.Tensor, denominator: torch.Tensor, if_zero: float) -> torch.Tensor:
     numerator, denominator = numerator.double(), denominator.double()
     safe = denominator.clamp(min=1.0)
@@ -55,6 +64,22 @@ def dice_from_counts(tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor, if_em
 def iou_from_counts(tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor, if_empty: float) -> torch.Tensor:
     """TP / (TP + FP + FN), ``if_empty`` where the denominator is 0 (float64)."""
     return _ratio(tp, tp + fp + fn, if_empty)
+
+
+def pixel_accuracy_from_counts(
+    tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor, tn: torch.Tensor, if_empty: float = 0.0
+) -> torch.Tensor:
+    """(TP + TN) / (TP + FP + FN + TN), ``if_empty`` where there are no pixels (float64)."""
+    return _ratio(tp + tn, tp + fp + fn + tn, if_empty)
+
+
+def pixel_accuracy_per_image(
+    probs: torch.Tensor, targets: torch.Tensor, threshold: float = 0.5, from_logits: bool = False
+) -> torch.Tensor:
+    """(B,) float64 share of each image's pixels whose binarised prediction equals the target."""
+    predicted = binarize(probs, threshold, from_logits)
+    tp, fp, fn = confusion_per_image(predicted, targets)
+    return pixel_accuracy_from_counts(tp, fp, fn, true_negatives(predicted, tp, fp, fn))
 
 
 def dice_per_image(
@@ -82,12 +107,12 @@ def iou_per_image(
 
 
 class SegmentationMeter:
-    """Accumulates a split's Dice and IoU, both global (micro) and per image.
+    """Accumulates a split's Dice, IoU and pixel accuracy, both global (micro) and per image.
 
     ``update(probs, targets)`` takes a (B, 1, H, W) batch of probabilities (or logits with
     ``from_logits=True``) and 0/1 targets; ``compute()`` returns a dict of Python floats:
-    ``dice_global, iou_global, dice_per_image_mean, dice_per_image_std, iou_per_image_mean,
-    iou_per_image_std`` and ``n_images``. ``per_image()`` gives the per-image values (CPU).
+    ``dice_global, iou_global, pixel_acc_global``, ``{dice,iou,pixel_acc}_per_image_{mean,std}``
+    and ``n_images``. ``per_image()`` gives the per-image values (CPU).
     """
 
     def __init__(
@@ -104,16 +129,16 @@ class SegmentationMeter:
         self.reset()
 
     def reset(self) -> None:
-        self._totals: torch.Tensor | None = None  # (3,) int64: TP, FP, FN over the split
-        self._per_image: list[torch.Tensor] = []  # (B, 3) int64 per batch
+        self._totals: torch.Tensor | None = None  # (4,) int64: TP, FP, FN, TN over the split
+        self._per_image: list[torch.Tensor] = []  # (B, 4) int64 per batch
 
     @torch.no_grad()
     def update(self, probs: torch.Tensor, targets: torch.Tensor) -> None:
         if probs.shape != targets.shape:
             raise ValueError(f"probs {tuple(probs.shape)} and targets {tuple(targets.shape)} differ in shape")
-        counts = torch.stack(
-            confusion_per_image(binarize(probs, self.threshold, self.from_logits), targets), 1
-        )
+        predicted = binarize(probs, self.threshold, self.from_logits)
+        tp, fp, fn = confusion_per_image(predicted, targets)
+        counts = torch.stack((tp, fp, fn, true_negatives(predicted, tp, fp, fn)), 1)
         self._per_image.append(counts)
         batch_totals = counts.sum(dim=0)
         self._totals = batch_totals if self._totals is None else self._totals + batch_totals
@@ -122,7 +147,7 @@ class SegmentationMeter:
         """(TP, FP, FN) int64 over every update so far (zeros before the first), on `device` when empty."""
         if self._totals is None:
             return torch.zeros(3, dtype=torch.int64, device=device)
-        return self._totals
+        return self._totals[:3]
 
     def _all_counts(self) -> torch.Tensor:
         if not self._per_image:
@@ -130,22 +155,26 @@ class SegmentationMeter:
         return torch.cat(self._per_image)
 
     def per_image(self) -> dict[str, torch.Tensor]:
-        """``{"dice": (N,), "iou": (N,)}`` float64 CPU tensors, in the order of the updates."""
-        tp, fp, fn = self._all_counts().cpu().unbind(dim=1)
+        """``{"dice", "iou", "pixel_acc"}`` -> (N,) float64 CPU tensors, in the order of the updates."""
+        tp, fp, fn, tn = self._all_counts().cpu().unbind(dim=1)
         return {
             "dice": dice_from_counts(tp, fp, fn, self.empty_score),
             "iou": iou_from_counts(tp, fp, fn, self.empty_score),
+            "pixel_acc": pixel_accuracy_from_counts(tp, fp, fn, tn),
         }
 
     def compute(self) -> dict[str, float]:
         values = self.per_image()
-        tp, fp, fn = self._totals.cpu().unbind(0)
+        tp, fp, fn, tn = self._totals.cpu().unbind(0)
         return {
             "dice_global": float(dice_from_counts(tp, fp, fn, self.zero_division)),
             "iou_global": float(iou_from_counts(tp, fp, fn, self.zero_division)),
+            "pixel_acc_global": float(pixel_accuracy_from_counts(tp, fp, fn, tn)),
             "dice_per_image_mean": float(values["dice"].mean()),
             "dice_per_image_std": float(values["dice"].std(correction=0)),
             "iou_per_image_mean": float(values["iou"].mean()),
             "iou_per_image_std": float(values["iou"].std(correction=0)),
+            "pixel_acc_per_image_mean": float(values["pixel_acc"].mean()),
+            "pixel_acc_per_image_std": float(values["pixel_acc"].std(correction=0)),
             "n_images": int(values["dice"].numel()),
         }

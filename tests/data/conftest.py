@@ -154,11 +154,46 @@ def build_tables(
     return samples
 
 
+# the reference's MosMedData+ table names (data_splits/MosMed/ of the Semi-MedRef repository)
+FRAMES_TABLES = {"train": "Train_text_MosMedData+ 1(in)", "valid": "Val_text_MosMedData+ 1(in)",
+                 "test": "Test_text_MosMedData+(in)"}
+
+
+def build_frames(root: Path, counts=DEFAULT_COUNTS, labels_in_eval: bool = True, image_dir: str = "frames",
+                 table_dir: str = ".") -> list[FixtureSample]:
+    """MosMedData+ as the reference reads it: frames/X.png and masks/X.png for every split, and
+    Train/Val/Test caption tables written with a UTF-8 byte-order mark. The train table is
+    `<name>.plabel.csv` (Image, text, pseudo_label); the valid and test tables are too when
+    `labels_in_eval`, else plain `<name>.csv` with Image, text only (the files the reference's
+    configs name)."""
+    import pandas as pd
+
+    samples = make_samples(counts)
+    rows: dict[str, list[dict]] = {split: [] for split in FRAMES_TABLES}
+    for index, sample in enumerate(samples):
+        image, mask = sample_arrays(sample, "image", index)
+        write_png(root / image_dir / f"{sample.id}.png", image)
+        write_png(root / "masks" / f"{sample.id}.png", mask)
+        label_text = "[" + ", ".join(str(b) for b in sample.label) + "]"
+        rows[sample.split].append({"Image": f"{sample.id}.png", "text": sample.caption, "pseudo_label": label_text})
+    folder = root / table_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, name in FRAMES_TABLES.items():
+        frame = pd.DataFrame(rows[split])
+        if split == "train" or labels_in_eval:
+            frame.to_csv(folder / f"{name}.plabel.csv", index=False, encoding="utf-8-sig")
+        else:
+            frame[["Image", "text"]].to_csv(folder / f"{name}.csv", index=False, encoding="utf-8-sig")
+    return samples
+
+
 def build_format(root: Path, format: str, counts=DEFAULT_COUNTS) -> list[FixtureSample]:
     if format == "qata":
         return build_qata(root, counts)
     if format == "lvit":
         return build_lvit(root, counts)
+    if format == "mosmed-frames":
+        return build_frames(root, counts)
     return build_tables(root, format, counts)
 
 
@@ -177,6 +212,8 @@ def mris():
         build_qata=build_qata,
         build_lvit=build_lvit,
         build_tables=build_tables,
+        build_frames=build_frames,
+        FRAMES_TABLES=FRAMES_TABLES,
         build_format=build_format,
         write_png=write_png,
         sample_arrays=sample_arrays,

@@ -11,9 +11,9 @@ from medref_cli.data.readers import collect_dataset, detect_format, read_dataset
 from medref_cli.data.records import SPLITS, normalise_split, parse_label_text
 from medref_cli.errors import MedrefError
 
-FORMATS = ("qata", "lvit", "mmiunet", "mosmed")
+FORMATS = ("qata", "lvit", "mmiunet", "mosmed", "mosmed-frames")
 # which formats carry the position label in their metadata
-HAS_LABEL = {"qata": True, "lvit": False, "mmiunet": False, "mosmed": True}
+HAS_LABEL = {"qata": True, "lvit": False, "mmiunet": False, "mosmed": True, "mosmed-frames": True}
 # folder of the images / masks, relative to the root, per format and split
 IMAGE_DIR = {
     "qata": lambda split: f"images/{split}/images",
@@ -22,6 +22,7 @@ IMAGE_DIR = {
     ),
     "mmiunet": lambda split: {"train": "Train", "valid": "Val", "test": "Test"}[split] + "/Images",
     "mosmed": lambda split: {"train": "Train", "valid": "Val", "test": "Test"}[split] + "/Images",
+    "mosmed-frames": lambda split: "frames",
 }
 
 
@@ -76,6 +77,7 @@ def test_caption_row_without_image_names_file_and_row(tmp_path, mris, format):
         "lvit": "Train_Folder/Train_text.xlsx",
         "mmiunet": "prompt/train.csv",
         "mosmed": "prompt/train.csv",
+        "mosmed-frames": "Train_text_MosMedData+ 1(in).plabel.csv",
     }[format]
     # spreadsheet rows count the header as row 1; JSON entries count from 1 within their split
     expected_row = 2 if format == "qata" else 3
@@ -118,6 +120,70 @@ def test_mosmed_labels_and_a_malformed_one(tmp_path, mris):
     assert result.records["test"][1].label is None  # the record stays, without a label
     # case_8 is a "lower left lung" sample (side cycle index 3, level index 2)
     assert result.records["test"][0].label == (0, 0, 1, 0, 0, 0)
+
+
+def test_mosmed_frames_layout_as_the_reference_reads_it(tmp_path, mris):
+    """frames/ + masks/ for every split, Train/Val/Test tables with a BOM, plain Val/Test tables without labels."""
+    samples = mris.build_frames(tmp_path, labels_in_eval=False)
+    raw = (tmp_path / "Train_text_MosMedData+ 1(in).plabel.csv").read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbfImage,text,pseudo_label")  # the fixture is what the reference writes
+    assert detect_format(tmp_path) == "mosmed-frames"
+    result = collect_dataset(tmp_path, "mosmed-frames")
+    assert not result.problems
+    records = read_dataset(tmp_path)
+    by_id = {r.id: r for split in SPLITS for r in records[split]}
+    for sample in samples:
+        record = by_id[sample.id]
+        assert record.split == sample.split and record.caption == sample.caption
+        assert record.image_path == tmp_path / "frames" / f"{sample.id}.png"
+        assert record.mask_path == tmp_path / "masks" / f"{sample.id}.png"
+        # labels come from the train table; the plain Val/Test tables carry none
+        assert record.label == (sample.label if sample.split == "train" else None)
+
+
+def test_mosmed_frames_legacy_images_folder_data_splits_and_plabel_twins(tmp_path, mris):
+    mris.build_frames(tmp_path, image_dir="Images", table_dir="data_splits/MosMed")
+    name = mris.FRAMES_TABLES["valid"]
+    # a plain twin beside the .plabel table: the labelled one is read
+    plain = pd.read_csv(tmp_path / "data_splits" / "MosMed" / f"{name}.plabel.csv", encoding="utf-8-sig")
+    plain[["Image", "text"]].to_csv(tmp_path / "data_splits" / "MosMed" / f"{name}.csv", index=False)
+    assert detect_format(tmp_path) == "mosmed-frames"
+    records = read_dataset(tmp_path)
+    assert {s: len(records[s]) for s in SPLITS} == {"train": 6, "valid": 2, "test": 3}
+    assert all(r.label is not None for r in records["valid"])
+    assert records["train"][0].image_path.parent.name == "Images"
+
+
+def test_mosmed_frames_missing_mask_and_missing_test_table(tmp_path, mris):
+    samples = mris.build_frames(tmp_path)
+    victim = samples[7]  # a valid sample
+    (tmp_path / "masks" / f"{victim.id}.png").unlink()
+    (tmp_path / f"{mris.FRAMES_TABLES['test']}.plabel.csv").unlink()
+    result = collect_dataset(tmp_path, "mosmed-frames")
+    messages = [(e.kind, e.split, e.message) for e in result.errors]
+    assert ("layout", "test", "no test caption table (Test*.csv)") in messages
+    assert any(kind == "missing-file" and split == "valid" and f"masks/{victim.id}.png" in message
+               for kind, split, message in messages)
+    # the test images no table names are reported, not read
+    assert any(w.kind == "unreferenced-file" for w in result.warnings)
+
+
+def test_data_check_accepts_the_mosmed_frames_format(tmp_path, mris, cli):
+    mris.build_frames(tmp_path / "mm")
+    code, out, err = cli("data", "check", "--data", str(tmp_path / "mm"), "--format", "mosmed-frames")
+    assert code == 0, err
+    assert "mosmed-frames" in out
+
+
+def test_mosmed_tables_with_a_byte_order_mark(tmp_path, mris):
+    """The reference writes its MosMed tables as utf-8-sig; the Image column must still be found."""
+    samples = mris.build_tables(tmp_path, "mosmed")
+    for name in ("train.csv", "val.csv", "test.csv"):
+        path = tmp_path / "prompt" / name
+        pd.read_csv(path, dtype=str).to_csv(path, index=False, encoding="utf-8-sig")
+    assert (tmp_path / "prompt" / "train.csv").read_bytes().startswith(b"\xef\xbb\xbfImage")
+    records = read_dataset(tmp_path, "mosmed")
+    assert sorted(r.id for split in SPLITS for r in records[split]) == sorted(s.id for s in samples)
 
 
 def test_qata_invalid_json_reports_the_line(tmp_path, mris):

@@ -44,7 +44,8 @@ def test_burnin_records_checkpoint_metrics_and_per_image_scores(cli, tmp_path, s
     assert hashlib.sha256(blob).hexdigest() == sha and len(blob) == size
     finals = dict(_rows(tmp_path, f"SELECT name, value FROM final_metrics WHERE run_id={run}"))
     for key in ("test_dice_global", "test_iou_global", "test_dice_per_image_mean", "test_dice_per_image_std",
-                "test_iou_per_image_mean", "test_iou_per_image_std", "val_dice_best"):
+                "test_iou_per_image_mean", "test_iou_per_image_std", "test_pixel_acc_global",
+                "test_pixel_acc_per_image_mean", "test_pixel_acc_per_image_std", "val_dice_best"):
         assert 0.0 <= finals[key] <= 1.0, key
     n_test = len(json.loads((synthetic_root / "prompts" / "annotation.json").read_text())["test"])
     assert finals["test_n_images"] == n_test
@@ -60,6 +61,7 @@ def test_burnin_records_checkpoint_metrics_and_per_image_scores(cli, tmp_path, s
     again = json.loads(out)
     assert again["dice_global"] == pytest.approx(finals["test_dice_global"], abs=1e-12)
     assert again["iou_per_image_mean"] == pytest.approx(finals["test_iou_per_image_mean"], abs=1e-12)
+    assert again["pixel_acc_global"] == pytest.approx(finals["test_pixel_acc_global"], abs=1e-12)
     parent, = _rows(tmp_path, f"SELECT parent_id FROM runs WHERE id={again['run_id']}")[0]
     assert parent == run
 

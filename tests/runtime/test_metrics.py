@@ -95,3 +95,34 @@ def test_same_scores_on_cuda():
     cpu_meter.update(probs, targets)
     cuda_meter.update(probs.cuda(), targets.cuda())
     assert cpu_meter.compute() == cuda_meter.compute()
+
+
+def test_pixel_accuracy_hand_worked_global_and_per_image():
+    from medref_cli.evaluation.metrics import pixel_accuracy_per_image
+
+    # A: all 9 pixels right -> 1; B: 8 of 9 right (one missed lesion pixel) -> 8/9
+    meter = SegmentationMeter()
+    meter.update(torch.cat([PROBS_A, PROBS_B]), torch.cat([TARGET_A, TARGET_B]))
+    scores = meter.compute()
+    assert scores["pixel_acc_global"] == pytest.approx(17 / 18)
+    assert scores["pixel_acc_per_image_mean"] == pytest.approx(17 / 18)
+    assert scores["pixel_acc_per_image_std"] == pytest.approx(1 / 18)
+    assert meter.per_image()["pixel_acc"].tolist() == pytest.approx([1.0, 8 / 9])
+    # a 1x5 image with TP 2, FP 1, FN 2, TN 0 -> 2/5 of its pixels right
+    target = image([[1, 1, 1, 1, 0]])
+    probs = image([[0.9, 0.9, 0.1, 0.1, 0.8]])
+    assert pixel_accuracy_per_image(probs, target).tolist() == pytest.approx([2 / 5])
+    # global pools pixels: (9 + 2) / (9 + 5) = 11/14, while the per-image mean is (1 + 2/5) / 2 = 0.7
+    meter = SegmentationMeter()
+    meter.update(PROBS_A, TARGET_A)
+    meter.update(probs, target)
+    scores = meter.compute()
+    assert scores["pixel_acc_global"] == pytest.approx(11 / 14)
+    assert scores["pixel_acc_per_image_mean"] == pytest.approx(0.7)
+    # an empty prediction of an empty target is all right; the TP/FP/FN totals keep their shape
+    meter = SegmentationMeter()
+    meter.update(torch.zeros(2, 1, 3, 3), torch.zeros(2, 1, 3, 3))
+    assert meter.compute()["pixel_acc_global"] == 1.0
+    assert meter.totals().tolist() == [0, 0, 0]
+    # probability exactly at the threshold is background (strictly greater is foreground)
+    assert pixel_accuracy_per_image(image([[0.5, 0.5]]), image([[0, 1]])).tolist() == pytest.approx([0.5])
