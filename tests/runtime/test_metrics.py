@@ -98,7 +98,7 @@ def test_same_scores_on_cuda():
 
 
 def test_pixel_accuracy_hand_worked_global_and_per_image():
-    from medref_cli.evaluation.metrics import pixel_accuracy_per_image
+    from medref_cli.runtime.metrics import pixel_accuracy_per_image
 
     # A: all 9 pixels right -> 1; B: 8 of 9 right (one missed lesion pixel) -> 8/9
     meter = SegmentationMeter()
