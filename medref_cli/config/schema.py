@@ -53,6 +53,9 @@ class ModelConfig:
     proj_dim: int = 768
     # MMI-UNet fusion attention ignores padding tokens (the reference attends to them: false)
     text_padding_mask: bool = True
+    # ITCL text feature: mean of layers 1, 2, last over all_positions (padding included: the
+    # reference; the paper is silent) or over the real tokens only
+    text_pool: str = "all_positions"
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.dataset": ("synthetic", "qata", "mosmed", "custom"),
     "data.format": ("auto", "qata", "lvit", "mmiunet", "mosmed"),
     "data.laterality": ("image", "patient"),
+    "model.text_pool": ("all_positions", "tokens"),
     "ssl.mix": ("none", "tpatchmix", "cutmix", "spc"),
     "ssl.tpatchmix_mode": ("position", "probability"),
     "ssl.tpatchmix_gate": ("sample", "block"),

@@ -90,3 +90,14 @@ def test_cache_on_the_gpu(tiny_text):
     features = cache.encode(CAPTIONS[:2])
     assert features.tokens.is_cuda and features.mask.is_cuda and features.pooled.is_cuda
     torch.testing.assert_close(features.pooled.cpu(), tiny_text.encode(CAPTIONS[:2]).pooled)
+
+
+@pytest.mark.parametrize("pool", ["all_positions", "tokens"])
+def test_cached_pooled_features_follow_model_text_pool(pool):
+    from medref_cli.config.schema import ModelConfig
+    from medref_cli.models.registry import build_text_encoder
+
+    encoder = build_text_encoder(ModelConfig(text_encoder="tiny-random-bert", text_pool=pool))
+    cache = TextFeatureCache(encoder)
+    cached = cache.encode(CAPTIONS[:3])
+    torch.testing.assert_close(cached.pooled, encoder.encode(CAPTIONS[:3], pool=pool).pooled)
