@@ -116,6 +116,9 @@ class SSLConfig:
     # none | itcl | clip
     contrastive: str = "itcl"
     itcl_tau: float = 0.07
+    # ITCL affinity of two different samples whose position labels are both empty: 0 (false: the
+    # reference; the paper's Jaccard is undefined there) or 1 (true: both name no zone)
+    itcl_empty_match: bool = False
     lambda_itcl_sup: float = 0.02
     lambda_itcl_unsup: float = 0.1
     # scale the unlabeled ITC weight by the current unsupervised weight (reference: 0.1 x w_unsup)
