@@ -51,11 +51,16 @@ class ModelConfig:
     freeze_text: bool = True
     # width of the ITCL projection heads (the reference's project_dim: 768)
     proj_dim: int = 768
-    # MMI-UNet fusion attention ignores padding tokens (the reference attends to them: false)
-    text_padding_mask: bool = True
+    # MMI-UNet fusion attention ignores padding tokens (true) or attends to all text_max_length
+    # positions, padding included (false: the reference; the paper is silent)
+    text_padding_mask: bool = False
     # ITCL text feature: mean of layers 1, 2, last over all_positions (padding included: the
     # reference; the paper is silent) or over the real tokens only
     text_pool: str = "all_positions"
+    # GuideDecoder ITCL image input: GAP of the fused map (the first guide layer's output; Linear +
+    # LayerNorm; the paper's v = Proj_I(GAP(F))) or of the pure-visual deepest ConvNeXt map
+    # (visual: LayerNorm + Linear, the reference)
+    guidedecoder_itc_image: str = "fused"
 
 
 @dataclass(frozen=True)
@@ -171,6 +176,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.format": ("auto", "qata", "lvit", "mmiunet", "mosmed"),
     "data.laterality": ("image", "patient"),
     "model.text_pool": ("all_positions", "tokens"),
+    "model.guidedecoder_itc_image": ("fused", "visual"),
     "ssl.mix": ("none", "tpatchmix", "cutmix", "spc"),
     "ssl.tpatchmix_mode": ("position", "probability"),
     "ssl.tpatchmix_gate": ("sample", "block"),
