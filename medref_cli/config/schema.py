@@ -61,6 +61,10 @@ class ModelConfig:
     # LayerNorm; the paper's v = Proj_I(GAP(F))) or of the pure-visual deepest ConvNeXt map
     # (visual: LayerNorm + Linear, the reference)
     guidedecoder_itc_image: str = "fused"
+    # encode a training student's captions with the frozen text encoder's dropout active, afresh
+    # every step (true: the reference's quirk, its student holds the encoder in train mode; it
+    # bypasses the text-feature cache for those passes); false: eval mode, cached
+    text_dropout: bool = False
 
 
 @dataclass(frozen=True)

@@ -211,10 +211,14 @@ class TextEncoder:
     """A frozen Hugging Face encoder and its tokenizer; `encode` turns strings into TextFeatures.
 
     `pool` (one of TEXT_POOLS, set from model.text_pool by `build_text_encoder`) is how `encode`
-    pools the ITCL text feature when the call does not name one.
+    pools the ITCL text feature when the call does not name one. `student_dropout` (model.text_dropout)
+    says whether a training student's text is encoded with the encoder's dropout active, as in the
+    reference, whose student holds the text encoder in train mode (see
+    `TextFeatureCache.encode_student`).
     """
 
     pool: str = TEXT_POOLS[0]
+    student_dropout: bool = False
 
     def __init__(self, name: str, tokenizer: Any, model: nn.Module, max_length: int) -> None:
         self.name = name
@@ -238,12 +242,14 @@ class TextEncoder:
         return self
 
     @torch.no_grad()
-    def encode(self, texts: Sequence[str], pool: str | None = None) -> TextFeatures:
+    def encode(self, texts: Sequence[str], pool: str | None = None, dropout: bool = False) -> TextFeatures:
         """Tokenise (padded to max_length, truncated) and run the frozen encoder once.
 
         `pooled` is the mean of hidden layers 1, 2 and last over the token axis: over all
         max_length positions, padding included (`pool="all_positions"`), or over the real tokens
-        only (`pool="tokens"`); None uses `self.pool`.
+        only (`pool="tokens"`); None uses `self.pool`. `dropout=True` runs the encoder in train
+        mode for this call (its dropout layers active; the weights stay frozen): a different
+        result on every call.
         """
         if isinstance(texts, str):
             raise TypeError("encode() takes a list of strings, not one string")
@@ -259,9 +265,13 @@ class TextEncoder:
         )
         input_ids = batch["input_ids"].to(self.device)
         attention = batch["attention_mask"].to(self.device)
-        out = self.model(
-            input_ids=input_ids, attention_mask=attention, output_hidden_states=True, return_dict=True
-        )
+        self.model.train(dropout)
+        try:
+            out = self.model(
+                input_ids=input_ids, attention_mask=attention, output_hidden_states=True, return_dict=True
+            )
+        finally:
+            self.model.eval()
         hidden = out.hidden_states
         mask = attention.bool()
         layers = torch.stack([hidden[i] for i in pooled_layer_indices(len(hidden))]).float().mean(0)

@@ -125,7 +125,7 @@ def ssl_loss(
 
     n_l = len(lab)
     images = torch.cat([weak_l.images, view.images])
-    text = text_cache.encode(lab.captions + view.captions)
+    text = text_cache.encode_student(lab.captions + view.captions)
     with autocast(images.device, cfg.runtime.amp):
         out = student(model_input(images, cfg.runtime.channels_last), text)
     logits = out.logits.float()
