@@ -188,8 +188,10 @@ def naive_ssl_loss(
         out_c = student(x_u, text_c)
         v_l, u_l = student.embed(out_l.fused, text_l)
         v_u, u_u = student.embed(out_c.fused, text_c)
-        c_sup = contrastive_term(cfg.ssl.contrastive, v_l, u_l, lab.labels.float(), cfg.ssl.itcl_tau)
-        c_uns = contrastive_term(cfg.ssl.contrastive, v_u, u_u, mix.labels.float(), cfg.ssl.itcl_tau)
+        c_sup = contrastive_term(cfg.ssl.contrastive, v_l, u_l, lab.labels.float(), cfg.ssl.itcl_tau,
+                                 cfg.ssl.itcl_empty_match)
+        c_uns = contrastive_term(cfg.ssl.contrastive, v_u, u_u, mix.labels.float(), cfg.ssl.itcl_tau,
+                                 cfg.ssl.itcl_empty_match)
         total = total + weights.lambda_itcl_sup * c_sup + weights.lambda_itcl_unsup * c_uns
         parts.update({"loss_itc_sup": c_sup.detach(), "loss_itc_unsup": c_uns.detach()})
     parts["loss"] = total.detach()

@@ -55,8 +55,20 @@ class ModelConfig:
     freeze_text: bool = True
     # width of the ITCL projection heads (the reference's project_dim: 768)
     proj_dim: int = 768
-    # MMI-UNet fusion attention ignores padding tokens (the reference attends to them: false)
-    text_padding_mask: bool = True
+    # MMI-UNet fusion attention ignores padding tokens (true) or attends to all text_max_length
+    # positions, padding included (false: the reference; the paper is silent)
+    text_padding_mask: bool = False
+    # ITCL text feature: mean of layers 1, 2, last over all_positions (padding included: the
+    # reference; the paper is silent) or over the real tokens only
+    text_pool: str = "all_positions"
+    # GuideDecoder ITCL image input: GAP of the fused map (the first guide layer's output; Linear +
+    # LayerNorm; the paper's v = Proj_I(GAP(F))) or of the pure-visual deepest ConvNeXt map
+    # (visual: LayerNorm + Linear, the reference)
+    guidedecoder_itc_image: str = "fused"
+    # encode a training student's captions with the frozen text encoder's dropout active, afresh
+    # every step (true: the reference's quirk, its student holds the encoder in train mode; it
+    # bypasses the text-feature cache for those passes); false: eval mode, cached
+    text_dropout: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,6 +129,9 @@ class SSLConfig:
     # none | itcl | clip
     contrastive: str = "itcl"
     itcl_tau: float = 0.07
+    # ITCL affinity of two different samples whose position labels are both empty: 0 (false: the
+    # reference; the paper's Jaccard is undefined there) or 1 (true: both name no zone)
+    itcl_empty_match: bool = False
     lambda_itcl_sup: float = 0.02
     lambda_itcl_unsup: float = 0.1
     # scale the unlabeled ITC weight by the current unsupervised weight (reference: 0.1 x w_unsup)
@@ -169,6 +184,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.format": ("auto", "qata", "lvit", "mmiunet", "mosmed", "mosmed-frames"),
     "split.source": ("seeded", "imported"),
     "data.laterality": ("image", "patient"),
+    "model.text_pool": ("all_positions", "tokens"),
+    "model.guidedecoder_itc_image": ("fused", "visual"),
     "ssl.mix": ("none", "tpatchmix", "cutmix", "spc"),
     "ssl.tpatchmix_mode": ("position", "probability"),
     "ssl.tpatchmix_gate": ("sample", "block"),

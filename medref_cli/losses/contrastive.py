@@ -14,6 +14,10 @@ The first term is image->text (softmax over the texts of row i), the second text
 (softmax over the images for text i, i.e. over column i). Each anchor's weights are its
 affinities normalised to sum to one. ``A`` is symmetric, so both directions use the same
 weights. With ``A = I`` this is exactly the CLIP loss.
+
+Two different samples whose labels are both empty (neither caption names a zone) have an empty
+union, where the paper's Jaccard is undefined; as in the reference they get ``A_ij = 0``
+(negatives), or 1 with ``empty_matches_empty`` (ssl.itcl_empty_match).
 """
 
 from __future__ import annotations
@@ -24,12 +28,12 @@ import torch.nn.functional as F
 from medref_cli.errors import MedrefError
 
 
-def jaccard_affinity(labels: torch.Tensor, empty_matches_empty: bool = True) -> torch.Tensor:
+def jaccard_affinity(labels: torch.Tensor, empty_matches_empty: bool = False) -> torch.Tensor:
     """(B, B) float32 A_ij = |q_i & q_j| / |q_i | q_j| of (B, 6) 0/1 labels, with A_ii = 1.
 
     Two empty labels (both name no zone, e.g. "no pulmonary infection") have an empty union;
-    they get A_ij = 1 when ``empty_matches_empty`` (they describe the same thing), else 0.
-    An empty and a non-empty label get 0 (their intersection is empty).
+    they get A_ij = 0 (the reference's value), or 1 when ``empty_matches_empty`` (they describe
+    the same thing). An empty and a non-empty label get 0 (their intersection is empty).
     """
     if labels.ndim != 2:
         raise MedrefError(f"position labels must have shape (B, 6), got {tuple(labels.shape)}")
@@ -71,7 +75,7 @@ def itcl_loss(
     u: torch.Tensor,
     labels: torch.Tensor,
     tau: float = 0.07,
-    empty_matches_empty: bool = True,
+    empty_matches_empty: bool = False,
 ) -> torch.Tensor:
     """Position-guided image-text contrastive loss (paper eq. 9); scalar float32."""
     logits = similarity_logits(v, u, tau)

@@ -25,16 +25,26 @@ from medref_cli.models.encoders import TextFeatures, VisualEncoder
 @dataclass
 class ModelOutput:
     logits: Tensor  # (B, 1, H, W), before the sigmoid
-    fused: Tensor  # (B, C, h, w): the deepest fused visual-text feature (ITCL's image input)
+    fused: Tensor  # (B, C, h, w): ITCL's image input (the deepest fused visual-text map, or see GuideDecoder)
 
 
 class ContrastiveHeads(nn.Module):
-    """ITCL projections as in the reference: image = Linear + LayerNorm on GAP(fused);
-    text = Linear + LayerNorm + GELU + Linear on the pooled text feature."""
+    """ITCL projections. Text: Linear + LayerNorm + GELU + Linear on the pooled text feature (the
+    reference's). Image, on GAP of the model's ITCL image map: Linear + LayerNorm
+    (`image_head="linear_norm"`, the MMI-UNet reference's head on its fused map) or LayerNorm +
+    Linear (`"norm_linear"`, the GuideDecoder reference's: a Linear on the ConvNeXt pooler output,
+    which is the layer-normalised GAP of the deepest map)."""
 
-    def __init__(self, visual_dim: int, text_dim: int, proj_dim: int) -> None:
+    def __init__(
+        self, visual_dim: int, text_dim: int, proj_dim: int, image_head: str = "linear_norm"
+    ) -> None:
         super().__init__()
-        self.image_proj = nn.Sequential(nn.Linear(visual_dim, proj_dim), nn.LayerNorm(proj_dim))
+        if image_head == "linear_norm":
+            self.image_proj = nn.Sequential(nn.Linear(visual_dim, proj_dim), nn.LayerNorm(proj_dim))
+        elif image_head == "norm_linear":
+            self.image_proj = nn.Sequential(nn.LayerNorm(visual_dim), nn.Linear(visual_dim, proj_dim))
+        else:
+            raise ValueError(f"image_head must be linear_norm or norm_linear, got {image_head!r}")
         self.text_proj = nn.Sequential(
             nn.Linear(text_dim, proj_dim), nn.LayerNorm(proj_dim), nn.GELU(), nn.Linear(proj_dim, proj_dim)
         )
@@ -48,11 +58,18 @@ class ContrastiveHeads(nn.Module):
 class SegmentationModel(nn.Module):
     """Base of the registered backbones: holds the visual encoder and the ITCL heads."""
 
-    def __init__(self, encoder: VisualEncoder, fused_dim: int, text_dim: int, proj_dim: int) -> None:
+    def __init__(
+        self,
+        encoder: VisualEncoder,
+        fused_dim: int,
+        text_dim: int,
+        proj_dim: int,
+        image_head: str = "linear_norm",
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.text_dim = text_dim
-        self.itcl = ContrastiveHeads(fused_dim, text_dim, proj_dim)
+        self.itcl = ContrastiveHeads(fused_dim, text_dim, proj_dim, image_head)
 
     @property
     def visual_encoder_name(self) -> str:

@@ -37,6 +37,10 @@ RANDOM_BERTS = {TINY_RANDOM_BERT: (32, 2, 2, 64), BASE_RANDOM_BERT: (768, 12, 12
 VISUAL_OUT_INDICES = (0, 1, 2, 3)
 # hidden states averaged into `TextFeatures.pooled`: layers 1, 2 and the last (0 = embeddings)
 POOLED_LAYERS = (1, 2, -1)
+# how `TextFeatures.pooled` averages over the token axis (model.text_pool): every one of the
+# max_length positions, padding included (the reference's pooling; the paper is silent), or the
+# real tokens only
+TEXT_POOLS = ("all_positions", "tokens")
 
 
 # ----------------------------------------------------------------------------- visual
@@ -188,7 +192,7 @@ class TextFeatures:
 
     tokens: Tensor  # (B, L, D) float: last hidden layer, L = max length (padded)
     mask: Tensor  # (B, L) bool: True where a real token is
-    pooled: Tensor  # (B, D): mean over real tokens of hidden layers 1, 2 and last
+    pooled: Tensor  # (B, D): mean of hidden layers 1, 2 and last over the positions `TextEncoder.pool` names
 
     @property
     def batch_size(self) -> int:
@@ -204,7 +208,17 @@ class TextFeatures:
 
 
 class TextEncoder:
-    """A frozen Hugging Face encoder and its tokenizer; `encode` turns strings into TextFeatures."""
+    """A frozen Hugging Face encoder and its tokenizer; `encode` turns strings into TextFeatures.
+
+    `pool` (one of TEXT_POOLS, set from model.text_pool by `build_text_encoder`) is how `encode`
+    pools the ITCL text feature when the call does not name one. `student_dropout` (model.text_dropout)
+    says whether a training student's text is encoded with the encoder's dropout active, as in the
+    reference, whose student holds the text encoder in train mode (see
+    `TextFeatureCache.encode_student`).
+    """
+
+    pool: str = TEXT_POOLS[0]
+    student_dropout: bool = False
 
     def __init__(self, name: str, tokenizer: Any, model: nn.Module, max_length: int) -> None:
         self.name = name
@@ -228,10 +242,20 @@ class TextEncoder:
         return self
 
     @torch.no_grad()
-    def encode(self, texts: Sequence[str]) -> TextFeatures:
-        """Tokenise (padded to max_length, truncated) and run the frozen encoder once."""
+    def encode(self, texts: Sequence[str], pool: str | None = None, dropout: bool = False) -> TextFeatures:
+        """Tokenise (padded to max_length, truncated) and run the frozen encoder once.
+
+        `pooled` is the mean of hidden layers 1, 2 and last over the token axis: over all
+        max_length positions, padding included (`pool="all_positions"`), or over the real tokens
+        only (`pool="tokens"`); None uses `self.pool`. `dropout=True` runs the encoder in train
+        mode for this call (its dropout layers active; the weights stay frozen): a different
+        result on every call.
+        """
         if isinstance(texts, str):
             raise TypeError("encode() takes a list of strings, not one string")
+        pool = self.pool if pool is None else pool
+        if pool not in TEXT_POOLS:
+            raise MedrefError(f"model.text_pool must be one of {', '.join(TEXT_POOLS)}, got '{pool}'")
         batch = self.tokenizer(
             list(texts),
             padding="max_length",
@@ -241,15 +265,26 @@ class TextEncoder:
         )
         input_ids = batch["input_ids"].to(self.device)
         attention = batch["attention_mask"].to(self.device)
-        out = self.model(
-            input_ids=input_ids, attention_mask=attention, output_hidden_states=True, return_dict=True
-        )
+        self.model.train(dropout)
+        try:
+            out = self.model(
+                input_ids=input_ids, attention_mask=attention, output_hidden_states=True, return_dict=True
+            )
+        finally:
+            self.model.eval()
         hidden = out.hidden_states
         mask = attention.bool()
-        layers = torch.stack([hidden[i] for i in pooled_layer_indices(len(hidden))])
-        weights = mask.unsqueeze(-1).float()
-        pooled = (layers.float().mean(0) * weights).sum(1) / weights.sum(1).clamp_min(1.0)
-        return TextFeatures(tokens=hidden[-1].float(), mask=mask, pooled=pooled)
+        layers = torch.stack([hidden[i] for i in pooled_layer_indices(len(hidden))]).float().mean(0)
+        return TextFeatures(tokens=hidden[-1].float(), mask=mask, pooled=pool_tokens(layers, mask, pool))
+
+
+def pool_tokens(hidden: Tensor, mask: Tensor, pool: str) -> Tensor:
+    """(B, L, D) -> (B, D): the mean over all L positions ("all_positions") or over the positions
+    where `mask` (B, L) is True ("tokens")."""
+    if pool == "all_positions":
+        return hidden.mean(1)
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
 
 
 def pooled_layer_indices(num_hidden_states: int) -> list[int]:

@@ -9,9 +9,12 @@ Structure, following the authors' released model:
   position codes on queries and keys, the text result scaled by a learnable factor (init
   0.01) before the residual; then a MONAI UnetrUpBlock joins the skip at twice the size.
 - subpixel x4 upsampling from stride 4 and a 1-channel logit head.
-- `fused` (ITCL's image input) is the deepest text-guided map, the first block's attention
-  output at stride 32. (The reference projects the pure visual ConvNeXt pooler instead; for a
-  text-image contrastive loss the fused map is the one that carries the text.)
+- ITCL's image input (`ModelOutput.fused`), by model.guidedecoder_itc_image:
+  `fused` (default; the paper's v = Proj_I(GAP(F)) of the fused feature map F): the deepest
+  text-guided map, the first block's attention output at stride 32, then Linear + LayerNorm;
+  `visual` (the reference's): the pure-visual deepest ConvNeXt map, then LayerNorm + Linear (the
+  reference puts a Linear on the Hugging Face ConvNeXt pooler, the layer-normalised GAP of that
+  map; here the LayerNorm is a fresh one, as timm's features_only encoder has no final norm).
 """
 
 from __future__ import annotations
@@ -20,12 +23,15 @@ import torch
 from torch import Tensor, nn
 
 from medref_cli.config.schema import ModelConfig
+from medref_cli.errors import MedrefError
 from medref_cli.models.base import ModelOutput, SegmentationModel, SubpixelLogitHead, sine_positions
 from medref_cli.models.encoders import TextFeatures, VisualEncoder, create_visual_encoder
 from medref_cli.models.registry import register_model
 
 # tokens each of the three guide layers keeps after its token projection (deepest first)
 GUIDE_TEXT_LENGTHS = (24, 12, 9)
+# ITCL image input (model.guidedecoder_itc_image) -> the image head of ContrastiveHeads
+ITC_IMAGE_HEADS = {"fused": "linear_norm", "visual": "norm_linear"}
 
 
 class GuideLayer(nn.Module):
@@ -94,10 +100,21 @@ class GuideBlock(nn.Module):
 
 class GuideDecoder(SegmentationModel):
     def __init__(
-        self, encoder: VisualEncoder, text_dim: int, text_length: int, proj_dim: int, head_channels: int = 24
+        self,
+        encoder: VisualEncoder,
+        text_dim: int,
+        text_length: int,
+        proj_dim: int,
+        head_channels: int = 24,
+        itc_image: str = "fused",
     ) -> None:
+        if itc_image not in ITC_IMAGE_HEADS:
+            raise MedrefError(
+                f"model.guidedecoder_itc_image must be one of {', '.join(ITC_IMAGE_HEADS)}, got '{itc_image}'"
+            )
         channels = encoder.channels
-        super().__init__(encoder, fused_dim=channels[3], text_dim=text_dim, proj_dim=proj_dim)
+        super().__init__(encoder, channels[3], text_dim, proj_dim, image_head=ITC_IMAGE_HEADS[itc_image])
+        self.itc_image = itc_image
         self.text_length = text_length
         self.blocks = nn.ModuleList(
             GuideBlock(channels[3 - i], channels[2 - i], text_dim, text_length, GUIDE_TEXT_LENGTHS[i])
@@ -117,18 +134,28 @@ class GuideDecoder(SegmentationModel):
             guided, x = block(x, skip, text.tokens)
             deepest = guided if deepest is None else deepest
         assert deepest is not None
-        return ModelOutput(logits=self.head(x), fused=deepest)
+        itc_input = maps[3] if self.itc_image == "visual" else deepest
+        return ModelOutput(logits=self.head(x), fused=itc_input)
 
 
 @register_model("guidedecoder")
 def guidedecoder(cfg: ModelConfig, text_dim: int) -> GuideDecoder:
     """GuideDecoder: ConvNeXt (model.visual_encoder) with 3 text-guided decoder layers."""
     encoder = create_visual_encoder(cfg.visual_encoder, cfg.visual_pretrained, cfg.visual_checkpoint)
-    return GuideDecoder(encoder, text_dim, cfg.text_max_length, cfg.proj_dim)
+    return GuideDecoder(
+        encoder, text_dim, cfg.text_max_length, cfg.proj_dim, itc_image=cfg.guidedecoder_itc_image
+    )
 
 
 @register_model("guidedecoder-tiny")
 def guidedecoder_tiny(cfg: ModelConfig, text_dim: int) -> GuideDecoder:
     """GuideDecoder on convnext_atto with a narrow head (tests, CPU demos)."""
     encoder = create_visual_encoder("convnext_atto", cfg.visual_pretrained, cfg.visual_checkpoint)
-    return GuideDecoder(encoder, text_dim, cfg.text_max_length, cfg.proj_dim, head_channels=8)
+    return GuideDecoder(
+        encoder,
+        text_dim,
+        cfg.text_max_length,
+        cfg.proj_dim,
+        head_channels=8,
+        itc_image=cfg.guidedecoder_itc_image,
+    )

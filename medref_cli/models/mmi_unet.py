@@ -12,10 +12,13 @@ Structure, following the authors' released model:
   then subpixel x4 upsampling and a 1-channel logit head.
 - `fused` (ITCL's image input) is the output of the deepest fusion block.
 
+Padding tokens: as in the reference, the fusion attention sees all text_max_length token
+positions, padding included (model.text_padding_mask=false, the default; the paper is silent);
+with model.text_padding_mask=true it ignores the padding positions.
+
 Differences from the reference, none of which changes what the network computes:
 the deepest block has no text branch (the reference computes one and discards it); convs
-followed by BatchNorm have no bias (BN cancels it); with `text_padding_mask` the attention
-ignores padding tokens (the reference attends to them: set it false to match).
+followed by BatchNorm have no bias (BN cancels it).
 """
 
 from __future__ import annotations
@@ -143,7 +146,7 @@ class MMIUNet(SegmentationModel):
         fusion_dropout: float = 0.1,
         decoder_dims: Sequence[int] | None = None,
         head_channels: int = 24,
-        text_padding_mask: bool = True,
+        text_padding_mask: bool = False,
     ) -> None:
         channels = encoder.channels
         super().__init__(encoder, fused_dim=channels[3], text_dim=text_dim, proj_dim=proj_dim)

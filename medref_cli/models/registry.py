@@ -70,12 +70,16 @@ def create_model(model_cfg: ModelConfig, text_dim: int) -> nn.Module:
 
 
 def build_text_encoder(model_cfg: ModelConfig) -> TextEncoder:
-    """The frozen text encoder named by model.text_encoder (on the CPU; move it with `.to`)."""
+    """The frozen text encoder named by model.text_encoder (on the CPU; move it with `.to`), pooling
+    its ITCL text feature as model.text_pool says, with dropout in student passes if model.text_dropout."""
     from medref_cli.models.encoders import load_text_encoder
 
     if not model_cfg.freeze_text:
         raise MedrefError("model.freeze_text=false is not supported: the text encoder is frozen and cached")
-    return load_text_encoder(model_cfg.text_encoder, model_cfg.text_max_length)
+    encoder = load_text_encoder(model_cfg.text_encoder, model_cfg.text_max_length)
+    encoder.pool = model_cfg.text_pool  # how `encode` pools the ITCL text feature
+    encoder.student_dropout = model_cfg.text_dropout  # TextFeatureCache.encode_student
+    return encoder
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,12 @@
 QaTa-COV19 has 63 distinct captions and the augmented variants (PosAug, span mixing) add a
 few hundred more, so after the first epoch the text encoder never needs to run again. The
 cache keeps one row per string in three growing tensors (tokens, mask, pooled) on its device
-and answers a batch with a single gather.
+and answers a batch with a single gather. The pooled feature is pooled as the encoder's `pool`
+(model.text_pool) says.
+
+`encode_student` is what a training student's pass asks for: the cached features, or, under
+model.text_dropout (the reference's quirk: its student holds the text encoder in train mode),
+a fresh pass with the encoder's dropout active, which no cache can answer.
 """
 
 from __future__ import annotations
@@ -56,6 +61,18 @@ class TextFeatureCache:
         index = to_device(torch.tensor([self._rows[t] for t in texts], dtype=torch.long), self.device)
         assert self._tokens is not None and self._mask is not None and self._pooled is not None
         return TextFeatures(self._tokens[index], self._mask[index], self._pooled[index])
+
+    def encode_student(self, texts: Sequence[str]) -> TextFeatures:
+        """TextFeatures for a training student's pass: `encode(texts)`, or, when the encoder's
+        `student_dropout` is set (model.text_dropout), a fresh uncached pass with its dropout active."""
+        if not self.encoder.student_dropout:
+            return self.encode(texts)
+        if isinstance(texts, str):
+            raise TypeError("encode_student() takes a list of strings, not one string")
+        if not texts:
+            raise ValueError("encode_student() needs at least one string")
+        self.encoder_calls += 1
+        return self.encoder.encode(list(texts), dropout=True).to(self.device)
 
     def to(self, device: torch.device | str) -> TextFeatureCache:
         """Move the stored features (not the encoder) to `device`."""

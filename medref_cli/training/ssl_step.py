@@ -97,9 +97,10 @@ def student_view(unl: Batch, weak_images: torch.Tensor, probs: torch.Tensor, cfg
     return StudentView(x, pseudo, captions, labels, mixed)
 
 
-def contrastive_term(kind: str, v: torch.Tensor, u: torch.Tensor, labels: torch.Tensor, tau: float) -> torch.Tensor:
+def contrastive_term(kind: str, v: torch.Tensor, u: torch.Tensor, labels: torch.Tensor, tau: float,
+                     empty_match: bool = False) -> torch.Tensor:
     if kind == "itcl":
-        return itcl_loss(v, u, labels, tau)
+        return itcl_loss(v, u, labels, tau, empty_match)
     return clip_loss(v, u, tau)
 
 
@@ -124,7 +125,7 @@ def ssl_loss(
 
     n_l = len(lab)
     images = torch.cat([weak_l.images, view.images])
-    text = text_cache.encode(lab.captions + view.captions)
+    text = text_cache.encode_student(lab.captions + view.captions)
     with autocast(images.device, cfg.runtime.amp):
         out = student(model_input(images, cfg.runtime.channels_last), text)
     logits = out.logits.float()
@@ -139,9 +140,9 @@ def ssl_loss(
         # across processes, each term sees the embeddings of the whole global batch (gradients flow back)
         v, u = v.float(), u.float()
         c_sup = contrastive_term(cfg.ssl.contrastive, gather_rows(v[:n_l]), gather_rows(u[:n_l]),
-                                 gather_rows(lab.labels.float()), cfg.ssl.itcl_tau)
+                                 gather_rows(lab.labels.float()), cfg.ssl.itcl_tau, cfg.ssl.itcl_empty_match)
         c_uns = contrastive_term(cfg.ssl.contrastive, gather_rows(v[n_l:]), gather_rows(u[n_l:]),
-                                 gather_rows(view.labels.float()), cfg.ssl.itcl_tau)
+                                 gather_rows(view.labels.float()), cfg.ssl.itcl_tau, cfg.ssl.itcl_empty_match)
         total = total + weights.lambda_itcl_sup * c_sup + weights.lambda_itcl_unsup * c_uns
         parts.update({"loss_itc_sup": c_sup.detach(), "loss_itc_unsup": c_uns.detach()})
     parts["loss"] = total.detach()

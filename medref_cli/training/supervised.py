@@ -143,8 +143,9 @@ def supervised_loss(
     batch = take(labeled, distributed.shard(index))
     weak = weak_view(to_unit(batch.images), batch.masks, generator, (cfg.ssl.zoom_min, cfg.ssl.zoom_max))
     device = labeled.images.device
+    text = text_cache.encode_student(batch.captions)
     with autocast(device, cfg.runtime.amp):
-        out = model(model_input(weak.images, cfg.runtime.channels_last), text_cache.encode(batch.captions))
+        out = model(model_input(weak.images, cfg.runtime.channels_last), text)
     return loss_fn(out.logits.float(), weak.masks.float())
 
 

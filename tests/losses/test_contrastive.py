@@ -27,7 +27,7 @@ EMPTY = [0, 0, 0, 0, 0, 0]
         (ALL, RL, 1 / 6),
         (LU, RL, 0.0),  # disjoint
         (LU, EMPTY, 0.0),  # empty vs non-empty: empty intersection
-        (EMPTY, EMPTY, 1.0),  # empty vs empty: same (absent) position, by convention
+        (EMPTY, EMPTY, 0.0),  # empty vs empty: Jaccard undefined; the reference's value (negatives)
         (LEFT, LEFT, 1.0),
     ],
 )
@@ -38,9 +38,42 @@ def test_jaccard_affinity_table(q_i, q_j, expected):
     assert affinity[0, 0].item() == affinity[1, 1].item() == 1.0
 
 
-def test_empty_pairs_can_be_negatives_but_diagonal_stays_one():
-    affinity = jaccard_affinity(torch.tensor([EMPTY, EMPTY]), empty_matches_empty=False)
-    assert affinity.tolist() == [[1.0, 0.0], [0.0, 1.0]]
+def test_two_empty_labels_are_negatives_by_default_and_the_diagonal_stays_one():
+    """Row 20 (the reference's value): two all-zero labels -> A = I."""
+    affinity = jaccard_affinity(torch.tensor([EMPTY, EMPTY, EMPTY]))
+    assert affinity.tolist() == [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+
+
+def test_two_empty_labels_match_when_asked():
+    affinity = jaccard_affinity(torch.tensor([EMPTY, EMPTY, LU]), empty_matches_empty=True)
+    assert affinity.tolist() == [[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+
+
+def test_itcl_of_all_empty_labels_is_clip_by_default_and_follows_the_setting():
+    generator = torch.Generator().manual_seed(4)
+    v = torch.randn(4, 8, generator=generator)
+    u = torch.randn(4, 8, generator=generator)
+    empty = torch.zeros(4, 6, dtype=torch.long)
+    assert itcl_loss(v, u, empty).item() == pytest.approx(clip_loss(v, u).item(), rel=1e-6)
+    # all four count as positives of each other: uniform weights over the row
+    logits = torch.nn.functional.normalize(v, dim=1) @ torch.nn.functional.normalize(u, dim=1).T / 0.07
+    uniform = -0.5 * (logits.log_softmax(dim=1).mean() + logits.T.log_softmax(dim=1).mean())
+    assert itcl_loss(v, u, empty, empty_matches_empty=True).item() == pytest.approx(uniform.item(), rel=1e-5)
+
+
+def test_the_ssl_step_passes_ssl_itcl_empty_match_to_itcl():
+    from medref_cli.config import load_config
+    from medref_cli.training.ssl_step import contrastive_term
+
+    assert load_config().ssl.itcl_empty_match is False
+    generator = torch.Generator().manual_seed(5)
+    v = torch.randn(3, 8, generator=generator)
+    u = torch.randn(3, 8, generator=generator)
+    labels = torch.tensor([EMPTY, EMPTY, RL]).float()
+    for match in (False, True):
+        expected = itcl_loss(v, u, labels, 0.07, empty_matches_empty=match)
+        assert contrastive_term("itcl", v, u, labels, 0.07, match).item() == pytest.approx(expected.item())
+    assert contrastive_term("itcl", v, u, labels, 0.07).item() == pytest.approx(clip_loss(v, u).item(), rel=1e-6)
 
 
 IDENTITY_2 = torch.eye(2)

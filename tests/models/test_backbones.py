@@ -33,9 +33,15 @@ def test_registry_holds_both_backbones_and_their_tiny_variants():
     assert list_models() == ["guidedecoder", "guidedecoder-tiny", "mmi-unet", "mmi-unet-tiny"]
 
 
-@pytest.mark.parametrize("name", list_models())
-def test_forward_backward_shapes_and_gradients(name, tiny_text):
-    model = build(name, tiny_text.dim).train()
+VARIANTS = [(name, {}) for name in list_models()] + [
+    ("guidedecoder-tiny", {"guidedecoder_itc_image": "visual"}),
+    ("mmi-unet-tiny", {"text_padding_mask": True}),
+]
+
+
+@pytest.mark.parametrize(("name", "overrides"), VARIANTS)
+def test_forward_backward_shapes_and_gradients(name, overrides, tiny_text):
+    model = build(name, tiny_text.dim, **overrides).train()
     text = tiny_text.encode(CAPTIONS_A)
     images = torch.randn(2, 1, SMALL, SMALL, generator=torch.Generator().manual_seed(1))
 
@@ -90,11 +96,18 @@ def test_full_size_models_at_224(name, minilm_text):
     assert torch.isfinite(out.logits).all()
 
 
+def _noisy_padding(text: TextFeatures) -> TextFeatures:
+    """The same features with random vectors at the padding positions."""
+    noisy = TextFeatures(text.tokens.clone(), text.mask, text.pooled)
+    g = torch.Generator().manual_seed(5)
+    noisy.tokens[~text.mask] = torch.randn(int((~text.mask).sum()), text.tokens.shape[-1], generator=g)
+    return noisy
+
+
 def test_mmi_unet_padding_mask_hides_padding_tokens(tiny_text):
     """With the mask, what sits at padding positions cannot reach the output; without it, it can."""
     text = tiny_text.encode(CAPTIONS_A)
-    noisy = TextFeatures(text.tokens.clone(), text.mask, text.pooled)
-    noisy.tokens[~text.mask] = torch.randn(int((~text.mask).sum()), text.tokens.shape[-1])
+    noisy = _noisy_padding(text)
     images = torch.randn(2, 1, SMALL, SMALL, generator=torch.Generator().manual_seed(4))
     for masked, should_match in ((True, True), (False, False)):
         model = build("mmi-unet-tiny", tiny_text.dim, text_padding_mask=masked).eval()
@@ -102,6 +115,66 @@ def test_mmi_unet_padding_mask_hides_padding_tokens(tiny_text):
             clean_logits = model(images, text).logits
             noisy_logits = model(images, noisy).logits
         assert torch.allclose(clean_logits, noisy_logits, atol=1e-5) is should_match
+
+
+def test_mmi_unet_fusion_attends_to_padding_tokens_by_default(tiny_text):
+    """The default (the reference's): the fusion blocks see all 24 token positions, padding included,
+    so changing only the padding positions changes the prediction and the fused map."""
+    text = tiny_text.encode(CAPTIONS_A)
+    assert (~text.mask).any(dim=1).all()  # both captions are padded to 24
+    model = build("mmi-unet-tiny", tiny_text.dim).eval()
+    images = torch.randn(2, 1, SMALL, SMALL, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        clean, noisy = model(images, text), model(images, _noisy_padding(text))
+    assert (clean.logits - noisy.logits).abs().flatten(1).amax(dim=1).min() > 1e-5
+    assert (clean.fused - noisy.fused).abs().flatten(1).amax(dim=1).min() > 1e-5
+    assert ModelConfig().text_padding_mask is False
+
+
+def test_guidedecoder_itc_image_input_is_the_first_guide_layer_output_by_default(tiny_text):
+    """The paper's v = Proj_I(GAP(F)) of the fused map: the first guide layer's output at stride 32
+    (it depends on the caption), projected by Linear + LayerNorm."""
+    assert ModelConfig().guidedecoder_itc_image == "fused"
+    model = build("guidedecoder-tiny", tiny_text.dim).eval()
+    images = torch.randn(2, 1, SMALL, SMALL, generator=torch.Generator().manual_seed(6))
+    text = tiny_text.encode(CAPTIONS_A)
+    with torch.no_grad():
+        out = model(images, text)
+        deepest = model.encoder(images)[3]
+        guided = model.blocks[0].guide(deepest.flatten(2).transpose(1, 2), text.tokens)
+        expected_fused = guided.transpose(1, 2).reshape(deepest.shape)
+        v, _ = model.embed(out.fused, text)
+        other_v, _ = model.embed(model(images, tiny_text.encode(CAPTIONS_B)).fused, text)
+    torch.testing.assert_close(out.fused, expected_fused)
+    head = model.itcl.image_proj
+    assert [type(m) for m in head] == [torch.nn.Linear, torch.nn.LayerNorm]
+    expected_v = torch.nn.functional.normalize(head[1](head[0](expected_fused.mean(dim=(2, 3)))), dim=-1)
+    torch.testing.assert_close(v, expected_v)
+    assert not torch.allclose(v, other_v, atol=1e-6)  # the caption reaches the image embedding
+
+
+def test_guidedecoder_itc_image_visual_is_the_pure_visual_deepest_map(tiny_text):
+    """The reference's reading: a Linear on the layer-normalised GAP of the deepest ConvNeXt map,
+    which no caption reaches."""
+    model = build("guidedecoder-tiny", tiny_text.dim, guidedecoder_itc_image="visual").eval()
+    images = torch.randn(2, 1, SMALL, SMALL, generator=torch.Generator().manual_seed(6))
+    text = tiny_text.encode(CAPTIONS_A)
+    with torch.no_grad():
+        out = model(images, text)
+        deepest = model.encoder(images)[3]
+        v, _ = model.embed(out.fused, text)
+        other_v, _ = model.embed(model(images, tiny_text.encode(CAPTIONS_B)).fused, text)
+    torch.testing.assert_close(out.fused, deepest, rtol=0, atol=0)
+    head = model.itcl.image_proj
+    assert [type(m) for m in head] == [torch.nn.LayerNorm, torch.nn.Linear]
+    expected_v = torch.nn.functional.normalize(head[1](head[0](deepest.mean(dim=(2, 3)))), dim=-1)
+    torch.testing.assert_close(v, expected_v)
+    torch.testing.assert_close(v, other_v, rtol=0, atol=0)  # no caption reaches it
+
+
+def test_guidedecoder_unknown_itc_image_is_a_user_error(tiny_text):
+    with pytest.raises(MedrefError, match="model.guidedecoder_itc_image must be one of fused, visual, got 'x'"):
+        build("guidedecoder-tiny", tiny_text.dim, guidedecoder_itc_image="x")
 
 
 @pytest.mark.parametrize("name", ["mmi-unet-tiny", "guidedecoder-tiny"])

@@ -155,18 +155,44 @@ def test_minilm_features(minilm_text):
     assert not minilm_text.model.training
 
 
-def test_pooled_is_the_mean_over_real_tokens_of_layers_1_2_and_last(tiny_text):
-    captions = ["left lung", "a much longer caption about the lower right lung"]
-    features = tiny_text.encode(captions)
-    batch = tiny_text.tokenizer(captions, padding="max_length", max_length=24, return_tensors="pt")
+def _hidden_states(encoder, captions):
+    batch = encoder.tokenizer(captions, padding="max_length", max_length=24, return_tensors="pt")
     with torch.no_grad():
-        hidden = tiny_text.model(**batch, output_hidden_states=True).hidden_states
+        hidden = encoder.model(**batch, output_hidden_states=True).hidden_states
     assert len(hidden) == 3  # embeddings + 2 layers: layers 1, 2 and last = 1, 2, 2
+    return batch, hidden
+
+
+POOL_CAPTIONS = ["left lung", "a much longer caption about the lower right lung"]
+
+
+def test_pooled_is_the_mean_over_all_24_positions_of_layers_1_2_and_last(tiny_text):
+    """The default (the reference's pooling): every one of the max_length positions, padding included."""
+    features = tiny_text.encode(POOL_CAPTIONS)
+    batch, hidden = _hidden_states(tiny_text, POOL_CAPTIONS)
+    assert (batch["attention_mask"].sum(dim=1) < 24).all()  # both captions are padded
+    for row in range(2):
+        expected = (hidden[1][row] + hidden[2][row] + hidden[2][row]).sum(dim=0) / (3 * 24)
+        torch.testing.assert_close(features.pooled[row], expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(features.tokens, hidden[-1])
+    assert tiny_text.pool == "all_positions"
+    torch.testing.assert_close(tiny_text.encode(POOL_CAPTIONS, pool="all_positions").pooled, features.pooled)
+
+
+def test_pooled_tokens_is_the_mean_over_real_tokens_of_layers_1_2_and_last(tiny_text):
+    features = tiny_text.encode(POOL_CAPTIONS, pool="tokens")
+    batch, hidden = _hidden_states(tiny_text, POOL_CAPTIONS)
     for row in range(2):
         n = int(batch["attention_mask"][row].sum())
         expected = (hidden[1][row, :n] + hidden[2][row, :n] + hidden[2][row, :n]).mean(dim=0) / 3
         torch.testing.assert_close(features.pooled[row], expected, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(features.pooled, tiny_text.encode(POOL_CAPTIONS).pooled, atol=1e-4)
     torch.testing.assert_close(features.tokens, hidden[-1])
+
+
+def test_unknown_pool_is_a_user_error(tiny_text):
+    with pytest.raises(MedrefError, match="model.text_pool must be one of all_positions, tokens, got 'max'"):
+        tiny_text.encode(["left lung"], pool="max")
 
 
 def test_long_captions_are_truncated_to_max_length(tiny_text):

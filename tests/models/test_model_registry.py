@@ -55,6 +55,18 @@ def test_build_text_encoder_uses_the_config(tiny_text):
     assert encoder.encode(["left lung"]).tokens.shape == (1, 12, 32)
 
 
+@pytest.mark.parametrize("pool", ["all_positions", "tokens"])
+def test_build_text_encoder_pools_as_model_text_pool_says(pool):
+    encoder = build_text_encoder(ModelConfig(text_encoder="tiny-random-bert", text_pool=pool))
+    assert encoder.pool == pool
+    captions = ["left lung", "lower right lung and upper left lung"]
+    torch.testing.assert_close(encoder.encode(captions).pooled, encoder.encode(captions, pool=pool).pooled)
+
+
+def test_default_text_pool_is_all_positions():
+    assert build_text_encoder(ModelConfig(text_encoder="tiny-random-bert")).pool == "all_positions"
+
+
 def test_models_command_json(cli, tiny_text):
     code, out, err = cli("models", "--json", "--set", "model.text_encoder=tiny-random-bert")
     assert code == 0, err

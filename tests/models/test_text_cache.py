@@ -90,3 +90,52 @@ def test_cache_on_the_gpu(tiny_text):
     features = cache.encode(CAPTIONS[:2])
     assert features.tokens.is_cuda and features.mask.is_cuda and features.pooled.is_cuda
     torch.testing.assert_close(features.pooled.cpu(), tiny_text.encode(CAPTIONS[:2]).pooled)
+
+
+@pytest.mark.parametrize("pool", ["all_positions", "tokens"])
+def test_cached_pooled_features_follow_model_text_pool(pool):
+    from medref_cli.config.schema import ModelConfig
+    from medref_cli.models.registry import build_text_encoder
+
+    encoder = build_text_encoder(ModelConfig(text_encoder="tiny-random-bert", text_pool=pool))
+    cache = TextFeatureCache(encoder)
+    cached = cache.encode(CAPTIONS[:3])
+    torch.testing.assert_close(cached.pooled, encoder.encode(CAPTIONS[:3], pool=pool).pooled)
+
+
+def test_student_passes_use_the_cache_unless_model_text_dropout():
+    from medref_cli.config.schema import ModelConfig
+    from medref_cli.models.registry import build_text_encoder
+
+    encoder = build_text_encoder(ModelConfig(text_encoder="tiny-random-bert"))
+    assert encoder.student_dropout is False
+    cache = TextFeatureCache(encoder)
+    first = cache.encode_student(CAPTIONS[:3])
+    again = cache.encode_student(CAPTIONS[:3])
+    assert cache.encoder_calls == 1 and cache.hits == 3
+    torch.testing.assert_close(again.pooled, first.pooled, rtol=0, atol=0)
+    torch.testing.assert_close(first.tokens, encoder.encode(CAPTIONS[:3]).tokens)
+
+
+def test_model_text_dropout_encodes_student_text_afresh_with_dropout_active():
+    """The reference's quirk: its student holds the frozen text encoder in train mode, so every
+    student pass sees new dropout masks; the teacher (and evaluation) see the eval-mode features."""
+    from medref_cli.config.schema import ModelConfig
+    from medref_cli.models.registry import build_text_encoder
+
+    encoder = build_text_encoder(ModelConfig(text_encoder="tiny-random-bert", text_dropout=True))
+    cache = TextFeatureCache(encoder)
+    eval_mode = cache.encode(CAPTIONS[:3])
+    torch.manual_seed(0)
+    first = cache.encode_student(CAPTIONS[:3])
+    second = cache.encode_student(CAPTIONS[:3])
+    assert not encoder.model.training  # back in eval mode after each student pass
+    assert cache.encoder_calls == 3 and len(cache) == 3  # fresh passes, not stored
+    for features in (first, second):
+        assert not torch.allclose(features.tokens, eval_mode.tokens, atol=1e-4)
+        assert not torch.allclose(features.pooled, eval_mode.pooled, atol=1e-4)
+        assert torch.equal(features.mask, eval_mode.mask)
+    assert not torch.allclose(first.tokens, second.tokens, atol=1e-4)
+    torch.testing.assert_close(cache.encode(CAPTIONS[:3]).tokens, eval_mode.tokens, rtol=0, atol=0)
+    torch.manual_seed(0)
+    torch.testing.assert_close(cache.encode_student(CAPTIONS[:3]).tokens, first.tokens, rtol=0, atol=0)
