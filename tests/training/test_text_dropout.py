@@ -15,7 +15,7 @@ from medref_cli.losses.dice_ce import DiceCELoss
 from medref_cli.runtime.batches import take
 from medref_cli.bench.bench_steps import full_weights
 from medref_cli.training.ema import EMATeacher
-from medref_cli.runs.setup import build_model, build_text
+from medref_cli.runtime.build import build_model, build_text
 from medref_cli.training.ssl_step import ssl_loss
 from medref_cli.training.supervised import supervised_loss
 
