@@ -48,12 +48,12 @@ from medref_cli.bench.loader_bench import time_cached, time_naive
 from medref_cli.config import ExperimentConfig
 from medref_cli.data.cache import SplitTensors, load_split
 from medref_cli.data.records import SampleRecord
-from medref_cli.data.views import to_unit
+from medref_cli.data.views import normalise, to_unit
 from medref_cli.errors import MedrefError
 from medref_cli.models.text_cache import TextFeatureCache
 from medref_cli.runtime.build import build_model, build_text, seed_everything
 from medref_cli.runtime.device import resolve_device
-from medref_cli.text.augment import posaug
+from medref_cli.text.augment import posaug_variants
 from medref_cli.training.ssl_step import teacher_probs
 
 COMPARE_CHOICES = ("naive",)
@@ -155,13 +155,10 @@ def halves(records: list[SampleRecord], batch: int) -> tuple[list[SampleRecord],
 
 
 def prime_cache(cache: TextFeatureCache, captions: list[str], cfg: ExperimentConfig) -> None:
-    """Encode every caption and, with PosAug on, both of its PosAug variants."""
-    import random
-
+    """Encode every caption and, with PosAug on, every text PosAug can make of it."""
     texts = list(dict.fromkeys(captions))
     if cfg.ssl.posaug:
-        rng = random.Random(0)
-        texts += [posaug(c, rng, rho=rho, phrase=cfg.ssl.posaug_phrase) for c in texts for rho in (0.0, 1.0)]
+        texts = [v for c in texts for v in posaug_variants(c, cfg.ssl.posaug_phrase)]
     cache.encode(list(dict.fromkeys(texts)))
 
 
@@ -182,7 +179,7 @@ def text_times(cache: TextFeatureCache, captions: list[str], device: torch.devic
 
 def teacher_time(fast: FastPath, unlabeled: SplitTensors, index: torch.Tensor, reps: int) -> float:
     batch = fast.cache.encode([unlabeled.captions[i] for i in index.tolist()])
-    images = to_unit(unlabeled.images[index.to(unlabeled.device)])
+    images = normalise(to_unit(unlabeled.images[index.to(unlabeled.device)]))
     return median_time(fast.device, lambda: teacher_probs(fast.teacher, images, batch, fast.cfg), reps)
 
 

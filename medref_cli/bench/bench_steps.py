@@ -24,6 +24,7 @@ from medref_cli.bench.bench_naive import NaiveSampleDataset, naive_batch, naive_
 from medref_cli.config import ExperimentConfig
 from medref_cli.data.cache import SplitTensors
 from medref_cli.data.records import SampleRecord
+from medref_cli.data.views import StrongViewSettings
 from medref_cli.losses.dice_ce import DiceCELoss
 from medref_cli.models.encoders import TextEncoder
 from medref_cli.models.text_cache import TextFeatureCache
@@ -174,9 +175,12 @@ class NaivePath(TrainedPath):
         super().__init__(student, cfg, device, seed)
         self.encoder = encoder
         size, zoom = cfg.data.image_size, (cfg.ssl.zoom_min, cfg.ssl.zoom_max)
-        self.lab_data = NaiveSampleDataset(lab_records, size, zoom, with_masks=True, with_strong=False, seed=seed)
+        views = {"zoom_prob": cfg.ssl.zoom_prob, "zoom_mode": cfg.ssl.zoom_mode,
+                 "strong": StrongViewSettings(clip=cfg.ssl.strong_clip)}
+        self.lab_data = NaiveSampleDataset(lab_records, size, zoom, with_masks=True, with_strong=False, seed=seed,
+                                           **views)
         self.unl_data = NaiveSampleDataset(unl_records, size, zoom, with_masks=False,
-                                           with_strong=cfg.ssl.img_strong, seed=seed + 3)
+                                           with_strong=cfg.ssl.img_strong, seed=seed + 3, **views)
 
     def sup_step(self, index: torch.Tensor) -> StepTime:
         clock = StepClock(self.device)

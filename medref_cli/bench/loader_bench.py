@@ -61,8 +61,8 @@ class NaiveDataset(torch.utils.data.Dataset):
         image_t = to_unit(torch.from_numpy(image)[None, None])
         mask_t = torch.from_numpy(mask)[None, None]
         weak = weak_view(image_t, mask_t, self.generator)
-        strong = strong_view(weak.images, self.generator)
-        return normalise(strong)[0], weak.masks[0]
+        strong = strong_view(normalise(weak.images), self.generator)
+        return strong[0], weak.masks[0]
 
 
 def _synchronise(device: torch.device) -> None:
@@ -99,7 +99,7 @@ def cached_step(
     """One batch from the cache: index, weak view (zoom), strong view, normalise."""
     index = torch.randint(len(split), (batch,), generator=generator, device=generator.device).to(split.device)
     weak = weak_view(to_unit(split.images[index]), split.masks[index], generator)
-    return normalise(strong_view(weak.images, generator)), weak.masks
+    return strong_view(normalise(weak.images), generator), weak.masks
 
 
 def time_cached(split: SplitTensors, batch: int, steps: int, seed: int) -> float:

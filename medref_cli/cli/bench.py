@@ -14,7 +14,7 @@ NAIVE_HELP = (
     "naive: alternate every step with a naive port of the same step: PNG decode and per-sample CPU views "
     "every step (Dataset items collated as a DataLoader without workers does), the text encoder re-run on "
     "every caption list (no cache), fp32 without channels_last, and per SSL step 3 student passes (labeled; "
-    "unlabeled; unlabeled again for ITCL), 2 teacher passes (the unlabeled weak view; the T-PatchMix partners' "
+    "unlabeled mixed; unlabeled weak view for ITCL), 2 teacher passes (the unlabeled weak view; the T-PatchMix partners' "
     "weak view) and 5 text-encoder runs, the call pattern DESIGN.md records for the public reference. "
     "Same augmentations and loss terms as the fast step."
 )

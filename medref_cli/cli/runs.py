@@ -113,9 +113,13 @@ def show(
 
     led = _open(ledger)
     try:
-        detail = run_detail(led, run_id, history_points=history)
+        detail = run_detail(led, run_id, history_points=max(history, 1))
     finally:
         led.dispose()
+    # the last logged value of every metric (e.g. the SSL step's mixed_share, text_changed_share, pseudo_fg)
+    last_values = {name: points[-1][1] for name, points in detail.get("history", {}).items()}
+    if not history:
+        detail.pop("history", None)
     if detail["kind"] in RESUMABLE_KINDS and detail["status"] in ("killed", "lost", "failed"):
         detail["resume_with"] = f"medref {detail['kind']} --resume {detail['id']}"
     if json_:
@@ -140,6 +144,8 @@ def show(
                   f"gpus={d['host'].get('gpus')}")
     out.print("final metrics:", Pretty(d["finals"]))
     out.print("metric history points:", Pretty(d["metric_points"]), f" per-image scores: {d['image_scores']}")
+    if last_values:
+        out.print("last logged values:", Pretty({k: round(v, 6) for k, v in last_values.items()}))
     for a in d["artifacts"]:
         out.print(f"artifact {a['role']}: {a['path']} ({a['bytes']} B, sha256 {a['sha256'][:16]}...)")
     if history:

@@ -110,12 +110,20 @@ class SSLConfig:
     # weak view: random zoom range
     zoom_min: float = 0.95
     zoom_max: float = 1.2
-    # strong image view (ImgStrong): ColorJitter + GaussianBlur
+    # chance that a sample is zoomed (paper silent; reference RandZoomd prob 0.10; 1.0 = every sample)
+    zoom_prob: float = 0.1
+    # zoom interpolation of the image: bicubic (reference) | bilinear
+    zoom_mode: str = "bicubic"
+    # strong image view (ImgStrong): ColorJitter + GaussianBlur on the standardised model input
     img_strong: bool = True
+    # clip the jittered standardised image to [0, 1] (the reference's torchvision float clamp)
+    strong_clip: bool = False
     # TextStrong: synonym replacement + random deletion
     text_strong: bool = False
     posaug: bool = True
     posaug_rho: float = 0.5
+    # chance that each positional phrase is edited (reference pos_aug_p 0.5; 1.0 = every phrase)
+    posaug_edit_prob: float = 0.5
     posaug_phrase: str = "a region of the lung"
     # none | tpatchmix | cutmix | spc
     mix: str = "tpatchmix"
@@ -126,6 +134,16 @@ class SSLConfig:
     tpatchmix_block_prob: float = 0.08
     # lesion gate r >= delta over the whole drawn mask ("sample", paper eq. 7) or per block ("block")
     tpatchmix_gate: str = "sample"
+    # single: one block per sample (drawn with tpatchmix_block_prob) inside the first phrase's region or
+    # centred on a confident partner pixel | grid: each grid block of the region drawn on its own
+    tpatchmix_draw: str = "single"
+    # laterality conflict: first_phrase (the first phrases name opposite sides) | sides (one label
+    # names only left zones, the other only right zones)
+    tpatchmix_conflict: str = "first_phrase"
+    # paste the drawn patch into the student image before the lesion gate (reference quirk)
+    tpatchmix_paste_before_gate: bool = False
+    # student text in probability mode: span_mix (as in position mode) | unchanged (reference)
+    tpatchmix_probability_text: str = "span_mix"
     # none | itcl | clip
     contrastive: str = "itcl"
     itcl_tau: float = 0.07
@@ -136,6 +154,11 @@ class SSLConfig:
     lambda_itcl_unsup: float = 0.1
     # scale the unlabeled ITC weight by the current unsupervised weight (reference: 0.1 x w_unsup)
     itcl_unsup_follows_lambda_u: bool = True
+    # unlabeled ITC input: weak (weak image + original caption, a third student pass; reference) |
+    # strong (the student's strong/mixed image and text, union labels)
+    itc_unsup_view: str = "weak"
+    # student passes: separate (labeled; strong; weak: BatchNorm per batch, reference) | joint (one pass)
+    student_passes: str = "separate"
 
 
 @dataclass(frozen=True)
@@ -189,6 +212,12 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "ssl.mix": ("none", "tpatchmix", "cutmix", "spc"),
     "ssl.tpatchmix_mode": ("position", "probability"),
     "ssl.tpatchmix_gate": ("sample", "block"),
+    "ssl.tpatchmix_draw": ("single", "grid"),
+    "ssl.tpatchmix_conflict": ("first_phrase", "sides"),
+    "ssl.tpatchmix_probability_text": ("span_mix", "unchanged"),
+    "ssl.zoom_mode": ("bicubic", "bilinear"),
+    "ssl.itc_unsup_view": ("weak", "strong"),
+    "ssl.student_passes": ("separate", "joint"),
     "ssl.contrastive": ("none", "itcl", "clip"),
     "ssl.select": ("teacher", "student", "best"),
     "eval.split": ("train", "valid", "test"),

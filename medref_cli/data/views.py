@@ -2,13 +2,18 @@
 
 Pipeline of a training step on cached uint8 tensors:
     unit = to_unit(images)                       # float32 in [0, 1]
-    weak = weak_view(unit, masks, generator)     # random zoom, image and mask alike (teacher input)
-    strong = strong_view(weak.images, generator) # brightness/contrast jitter + Gaussian blur (student)
-    x = normalise(strong)                        # per-image zero mean, unit std (model input)
+    weak = weak_view(unit, masks, generator)     # random zoom, image and mask alike
+    x_weak = normalise(weak.images)              # per-image zero mean, unit std (teacher input)
+    x_strong = strong_view(x_weak, generator)    # brightness/contrast jitter + Gaussian blur (student input)
 
 Normalisation: each image is divided by 255, then standardised over its own pixels,
 (x - mean) / std with the population std (a std of 0 counts as 1). This is what the public
 MMI-UNet code feeds its model (MONAI `NormalizeIntensityd(channel_wise=True)`).
+
+The strong view works on the standardised image and is fed to the model as it is (not
+standardised again), as the reference applies its ColorJitter and GaussianBlur after
+`NormalizeIntensityd`: a brightness or contrast factor then survives as a change of the image's
+scale. Jittering in [0, 1] and standardising afterwards would undo every linear jitter.
 
 All random numbers come from the generator passed in and are drawn on the generator's device,
 then moved to the images' device: the same seed gives the same views on CPU and GPU.
@@ -16,7 +21,6 @@ then moved to the images' device: the same seed gives the same views on CPU and 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -26,13 +30,23 @@ import torch.nn.functional as F
 ZOOM_RANGE = (0.95, 1.2)
 
 
+ZOOM_MODES = ("bicubic", "bilinear")
+
+
 @dataclass(frozen=True)
 class StrongViewSettings:
-    brightness: float = 0.5  # factor drawn from [1 - b, 1 + b]
-    contrast: float = 0.5  # factor drawn from [1 - c, 1 + c]
+    """The reference's strong view: ColorJitter(brightness=0.2, contrast=0.2) with p 0.8, then
+    GaussianBlur(kernel 7, sigma 0.1-2.0) with p 0.5."""
+
+    brightness: float = 0.2  # factor drawn from [1 - b, 1 + b]
+    contrast: float = 0.2  # factor drawn from [1 - c, 1 + c]
     jitter_prob: float = 0.8  # chance that a sample gets the brightness/contrast jitter
     blur_prob: float = 0.5  # chance that a sample gets blurred
     blur_sigma: tuple[float, float] = (0.1, 2.0)  # sigma in pixels, drawn uniformly
+    blur_kernel: int = 7  # kernel side in pixels (odd)
+    # clip to [0, 1] after each jitter, as torchvision does for any float image (on a standardised
+    # image this zeroes every below-mean pixel: the reference's behaviour, kept as a setting)
+    clip: bool = False
 
 
 @dataclass(frozen=True)
@@ -95,18 +109,27 @@ def weak_view(
     generator: torch.Generator,
     zoom_range: tuple[float, float] = ZOOM_RANGE,
     prob: float = 1.0,
+    mode: str = "bicubic",
 ) -> WeakView:
-    """Random zoom per sample, the same for image and mask (bilinear for images, nearest for masks).
+    """Random zoom per sample, the same for image and mask (`mode` for images, nearest for masks).
 
-    Like the reference RandomZoom (keep size): a factor in `zoom_range` per sample, applied
-    with probability `prob`, border pixels repeated where the zoom-out leaves a margin.
+    Like the reference RandZoomd (keep size): a factor in `zoom_range` per sample, applied
+    with probability `prob` (reference 0.10), border pixels repeated where the zoom-out leaves a
+    margin. Float images stay in [0, 1] (bicubic can overshoot).
     """
+    if mode not in ZOOM_MODES:
+        raise ValueError(f"zoom mode must be one of {', '.join(ZOOM_MODES)}, got {mode!r}")
     batch, device = images.shape[0], images.device
     zoom = _uniform(generator, batch, zoom_range[0], zoom_range[1], device)
-    zoom = torch.where(_bernoulli(generator, batch, prob, device), zoom, torch.ones_like(zoom))
+    applied = _bernoulli(generator, batch, prob, device)
+    zoom = torch.where(applied, zoom, torch.ones_like(zoom))
     grid = zoom_grid(zoom, images.shape)
-    zoomed_images = _resample(images, grid, "bilinear")
-    zoomed_masks = None if masks is None else _resample(masks, grid, "nearest")
+    keep = ~applied.view(-1, *([1] * (images.dim() - 1)))  # samples left exactly as they are
+    zoomed_images = _resample(images, grid, mode)
+    if mode == "bicubic" and zoomed_images.is_floating_point():
+        zoomed_images = zoomed_images.clamp_(0.0, 1.0)
+    zoomed_images = torch.where(keep, images.to(zoomed_images.dtype), zoomed_images)
+    zoomed_masks = None if masks is None else torch.where(keep, masks, _resample(masks, grid, "nearest"))
     return WeakView(zoomed_images, zoomed_masks, zoom)
 
 
@@ -120,10 +143,9 @@ def gaussian_kernels(sigma: torch.Tensor, radius: int) -> torch.Tensor:
     return torch.where((sigma > 0).unsqueeze(1), kernels, identity)
 
 
-def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor, max_sigma: float) -> torch.Tensor:
-    """Blur each sample with its own sigma (B,), separably, in one grouped convolution per axis."""
+def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor, radius: int) -> torch.Tensor:
+    """Blur each sample with its own sigma (B,), kernel 2r+1, separably, in one grouped convolution per axis."""
     batch, channels, height, width = images.shape
-    radius = max(1, math.ceil(3 * max_sigma))
     kernels = gaussian_kernels(sigma, radius).repeat_interleave(channels, dim=0)  # (B*C, k)
     size = 2 * radius + 1
     mode = "reflect" if radius < min(height, width) else "replicate"
@@ -142,10 +164,11 @@ def strong_view(
 ) -> torch.Tensor:
     """Brightness then contrast jitter, then Gaussian blur, per sample; images only.
 
-    Input uint8 or float in [0, 1]; output float32 in [0, 1]. Contrast blends with the image's
-    own mean (as torchvision's ColorJitter does for a grayscale image).
+    Input: the standardised weak view (float); output float32, fed to the model as it is.
+    Brightness scales the image; contrast blends it with its own mean (torchvision's ColorJitter
+    on a grayscale image). With `settings.clip` each jitter clips to [0, 1] as torchvision does.
     """
-    x = to_unit(images)
+    x = images.float()
     batch, device = x.shape[0], x.device
     jitter = _bernoulli(generator, batch, settings.jitter_prob, device)
     brightness = _uniform(generator, batch, 1 - settings.brightness, 1 + settings.brightness, device)
@@ -153,10 +176,16 @@ def strong_view(
     blur = _bernoulli(generator, batch, settings.blur_prob, device)
     sigma = _uniform(generator, batch, settings.blur_sigma[0], settings.blur_sigma[1], device)
     shape = (-1,) + (1,) * (x.dim() - 1)
-    brightness = torch.where(jitter, brightness, torch.ones_like(brightness)).view(shape)
-    contrast = torch.where(jitter, contrast, torch.ones_like(contrast)).view(shape)
-    x = (x * brightness).clamp(0, 1)
+    ones = torch.ones_like(brightness)
+    brightness = torch.where(jitter, brightness, ones).view(shape)
+    contrast = torch.where(jitter, contrast, ones).view(shape)
+    clipped = jitter.view(shape) & settings.clip
+
+    def clip(t: torch.Tensor) -> torch.Tensor:
+        return torch.where(clipped, t.clamp(0, 1), t) if settings.clip else t
+
+    x = clip(x * brightness)
     mean = x.flatten(1).mean(dim=1).view(shape)
-    x = ((x - mean) * contrast + mean).clamp(0, 1)
+    x = clip((x - mean) * contrast + mean)
     sigma = torch.where(blur, sigma, torch.zeros_like(sigma))
-    return gaussian_blur(x, sigma, settings.blur_sigma[1]).clamp(0, 1)
+    return gaussian_blur(x, sigma, settings.blur_kernel // 2)

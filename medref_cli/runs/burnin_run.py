@@ -55,7 +55,8 @@ def burnin_config(cfg: ExperimentConfig) -> ExperimentConfig:
     The burn-in computes the same thing whatever the SSL phase will do, so every ablation row of
     one backbone, ratio, seed and data set shares (and reuses) one burn-in run.
     """
-    ssl = dataclasses.replace(SSLConfig(), zoom_min=cfg.ssl.zoom_min, zoom_max=cfg.ssl.zoom_max)
+    ssl = dataclasses.replace(SSLConfig(), zoom_min=cfg.ssl.zoom_min, zoom_max=cfg.ssl.zoom_max,
+                              zoom_prob=cfg.ssl.zoom_prob, zoom_mode=cfg.ssl.zoom_mode)
     train = dataclasses.replace(cfg.train, epochs=TrainConfig().epochs,
                                 unlabeled_batch_size=TrainConfig().unlabeled_batch_size)
     return dataclasses.replace(cfg, ssl=ssl, train=train)

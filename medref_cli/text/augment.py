@@ -1,8 +1,11 @@
 """Text-side augmentations, pure Python, seeded by a `random.Random`.
 
-- PosAug (student text only): the positional span becomes `[UNK_POS]` with probability rho,
-  otherwise a location-agnostic phrase.
-- Span mixing for T-PatchMix, and the laterality rule that disables position-constrained mixing.
+- PosAug (student text only): each zone phrase is edited with probability `edit_prob`
+  (reference 0.5); an edited phrase becomes `[UNK_POS]` with probability rho, otherwise a
+  location-agnostic phrase.
+- Span mixing for T-PatchMix ("pos_i and pos_j" from the first zone phrases), the first zone
+  phrase of a caption and its label, and the laterality rules that disable position-constrained
+  mixing.
 - TextStrong (Table 3 ablation): synonym replacement + random deletion of non-positional words.
 - SPC text side: swap left/right words for a horizontally flipped image, and flip the label.
 
@@ -16,7 +19,12 @@ import random
 import re
 from collections.abc import Sequence
 
-from medref_cli.text.positions import check_label, find_position_spans
+from medref_cli.text.positions import (
+    check_label,
+    find_position_spans,
+    find_zone_phrase_spans,
+    zone_phrase_label,
+)
 
 UNK_POS = "[UNK_POS]"
 DEFAULT_FUZZ_PHRASE = "a region of the lung"
@@ -49,36 +57,63 @@ def replace_spans(text: str, spans: Sequence[tuple[int, int]], replacement: str)
     return text
 
 
-def posaug(caption: str, rng: random.Random, rho: float = 0.5, phrase: str = DEFAULT_FUZZ_PHRASE) -> str:
-    """PosAug: with probability rho the positional span(s) become `[UNK_POS]`, else `phrase`.
+def posaug(caption: str, rng: random.Random, rho: float = 0.5, phrase: str = DEFAULT_FUZZ_PHRASE,
+           edit_prob: float = 0.5) -> str:
+    """PosAug: each zone phrase is edited with probability `edit_prob`; an edited phrase becomes
+    `[UNK_POS]` with probability rho, else `phrase`.
 
-    One draw per caption (all its spans get the same edit). A caption without a positional
-    phrase is returned unchanged and consumes no random number.
+    Draws per phrase, in order: one number against `edit_prob`, and for an edited phrase one
+    against rho. `edit_prob=1.0` edits every phrase (the paper's PosAug paragraph read alone).
+    A caption without a positional phrase is returned unchanged and consumes no random number.
     """
-    if not 0.0 <= rho <= 1.0:
-        raise ValueError(f"rho is a probability in [0, 1], got {rho}")
-    spans = find_position_spans(caption)
-    if not spans:
-        return caption
-    replacement = UNK_POS if rng.random() < rho else phrase
-    return replace_spans(caption, spans, replacement)
+    for name, value in (("rho", rho), ("edit_prob", edit_prob)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} is a probability in [0, 1], got {value}")
+    edits = []
+    for start, end in find_zone_phrase_spans(caption):
+        if rng.random() < edit_prob:
+            edits.append((start, end, UNK_POS if rng.random() < rho else phrase))
+    for start, end, replacement in reversed(edits):
+        caption = caption[:start] + replacement + caption[end:]
+    return caption
+
+
+def posaug_variants(caption: str, phrase: str = DEFAULT_FUZZ_PHRASE) -> list[str]:
+    """Every text PosAug can make of `caption` (each phrase kept, `[UNK_POS]` or `phrase`), in a
+    fixed order, the caption itself first: what a text-feature cache can be primed with."""
+    out = [caption]
+    for start, end in reversed(find_zone_phrase_spans(caption)):
+        out = [t[:start] + r + t[end:] for t in out for r in (t[start:end], UNK_POS, phrase)]
+    return list(dict.fromkeys(out))
+
+
+def first_zone_phrase(caption: str) -> tuple[int, int] | None:
+    """The span of the caption's first zone phrase ("lower left lung"), or None."""
+    spans = find_zone_phrase_spans(caption)
+    return spans[0] if spans else None
+
+
+def first_phrase_label(caption: str) -> tuple[int, ...]:
+    """The 6-bit label of the caption's first zone phrase (all zeros when it names none): the region
+    position-constrained T-PatchMix draws in, and the side its laterality rule compares."""
+    span = first_zone_phrase(caption)
+    return (0,) * 6 if span is None else zone_phrase_label(caption[span[0]:span[1]])
 
 
 def mix_spans(caption_i: str, caption_j: str) -> str:
-    """Span mixing: caption i with its positional span replaced by "pos_i and pos_j".
+    """Span mixing: caption i with its first zone phrase pos_i replaced by "pos_i and pos_j".
 
-    pos_i is the text of i's first span, pos_j the text of j's span(s) (joined by "and").
-    When either caption names no position, caption i is returned unchanged. The result keeps
-    the rest of caption i (its extent and count words), so it need not parse as a template
-    caption; its label is `union_labels(label_i, label_j)`.
+    pos_j is caption j's first zone phrase. When either caption names no zone, or both first
+    phrases name the same zones, caption i is returned unchanged. The result keeps the rest of
+    caption i (its extent and count words), so it need not parse as a template caption.
     """
-    spans_i = find_position_spans(caption_i)
-    spans_j = find_position_spans(caption_j)
-    if not spans_i or not spans_j:
+    span_i, span_j = first_zone_phrase(caption_i), first_zone_phrase(caption_j)
+    if span_i is None or span_j is None:
         return caption_i
-    pos_j = " and ".join(caption_j[a:b] for a, b in spans_j)
-    end = spans_i[0][1]
-    return f"{caption_i[:end]} and {pos_j}{caption_i[end:]}"
+    pos_i, pos_j = caption_i[span_i[0]:span_i[1]], caption_j[span_j[0]:span_j[1]]
+    if zone_phrase_label(pos_i) == zone_phrase_label(pos_j):
+        return caption_i
+    return f"{caption_i[:span_i[1]]} and {pos_j}{caption_i[span_i[1]:]}"
 
 
 def _only_left(label: tuple[int, ...]) -> bool:
@@ -92,7 +127,8 @@ def _only_right(label: tuple[int, ...]) -> bool:
 def laterality_conflict(label_i: Sequence[int], label_j: Sequence[int]) -> bool:
     """True when the labels name opposite sides only (one only-left, the other only-right).
 
-    This is the rule that disables position-constrained T-PatchMix for the pair.
+    `ssl.tpatchmix_conflict: sides` applies it to the captions' labels; the default
+    (`first_phrase`) applies it to the labels of the first zone phrases, which name one side each.
     """
     a, b = check_label(label_i), check_label(label_j)
     return (_only_left(a) and _only_right(b)) or (_only_right(a) and _only_left(b))
@@ -171,6 +207,7 @@ def student_captions(
     rho: float = 0.5,
     phrase: str = DEFAULT_FUZZ_PHRASE,
     text_strong_on: bool = False,
+    edit_prob: float = 0.5,
 ) -> list[str]:
     """The student's text for a batch: TextStrong (if on), then PosAug (if on), per caption."""
     out = []
@@ -178,14 +215,14 @@ def student_captions(
         if text_strong_on:
             caption = text_strong(caption, rng)
         if posaug_on:
-            caption = posaug(caption, rng, rho=rho, phrase=phrase)
+            caption = posaug(caption, rng, rho=rho, phrase=phrase, edit_prob=edit_prob)
         out.append(caption)
     return out
 
 
 def student_captions_from_config(captions: Sequence[str], rng: random.Random, ssl) -> list[str]:
     """`student_captions` with the switches of an `SSLConfig` (posaug, posaug_rho, posaug_phrase,
-    text_strong)."""
+    posaug_edit_prob, text_strong)."""
     return student_captions(
         captions,
         rng,
@@ -193,6 +230,7 @@ def student_captions_from_config(captions: Sequence[str], rng: random.Random, ss
         rho=ssl.posaug_rho,
         phrase=ssl.posaug_phrase,
         text_strong_on=ssl.text_strong,
+        edit_prob=ssl.posaug_edit_prob,
     )
 
 

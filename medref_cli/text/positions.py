@@ -89,6 +89,11 @@ def find_position_spans(text: str) -> tuple[tuple[int, int], ...]:
     return tuple(m.span() for m in _ZONE_RUN_RE.finditer(text))
 
 
+def find_zone_phrase_spans(text: str) -> tuple[tuple[int, int], ...]:
+    """Spans of the single zone phrases ("lower left lung") anywhere in text, in order."""
+    return tuple(m.span() for m in _ZONE_PHRASE_RE.finditer(text))
+
+
 def zone_phrase_label(phrase: str) -> tuple[int, ...]:
     """The 6-bit label of one zone phrase such as "upper middle left lung" or "all right lung"."""
     words = phrase.lower().split()

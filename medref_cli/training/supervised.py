@@ -141,7 +141,8 @@ def supervised_loss(
 ) -> torch.Tensor:
     """DiceCE of the model on the weak view of one labeled batch."""
     batch = take(labeled, distributed.shard(index))
-    weak = weak_view(to_unit(batch.images), batch.masks, generator, (cfg.ssl.zoom_min, cfg.ssl.zoom_max))
+    weak = weak_view(to_unit(batch.images), batch.masks, generator, (cfg.ssl.zoom_min, cfg.ssl.zoom_max),
+                     cfg.ssl.zoom_prob, cfg.ssl.zoom_mode)
     device = labeled.images.device
     text = text_cache.encode_student(batch.captions)
     with autocast(device, cfg.runtime.amp):

@@ -108,7 +108,7 @@ def pair_batch(label_i, label_j, prob_j=0.9):
 def test_position_mode_pastes_partner_blocks_into_the_named_zone():
     # 48 x 48, block 16: left upper = rows [0,16) x cols [0,24) -> one whole block, (0, 0)
     images, probs, labels, partner = pair_batch(LU, LL)
-    result = tpatchmix(images, probs, labels, block=16, block_prob=1.0, delta=0.55, partner=partner)
+    result = tpatchmix(images, probs, labels, block=16, block_prob=1.0, delta=0.55, partner=partner, draw="grid")
     expected = torch.zeros(48, 48, dtype=torch.bool)
     expected[:16, :16] = True
     assert torch.equal(result.mask[0, 0], expected)
@@ -141,7 +141,7 @@ def test_block_gate_in_tpatchmix():
     # j's lesion (0.9) covers only block (0, 0), elsewhere 0.1 -> per-sample r = (0.9 + 0.1 + 0.1) / 3
     images, probs, labels, partner = pair_batch([1, 1, 1, 0, 0, 0], LL, prob_j=0.1)
     probs[1, :, :16, :16] = 0.9
-    kwargs = {"block": 16, "block_prob": 1.0, "delta": 0.55, "partner": partner}
+    kwargs = {"block": 16, "block_prob": 1.0, "delta": 0.55, "partner": partner, "draw": "grid"}
     assert not tpatchmix(images, probs, labels, gate="sample", **kwargs).kept[0]
     result = tpatchmix(images, probs, labels, gate="block", **kwargs)
     expected = torch.zeros(48, 48, dtype=torch.bool)
@@ -153,7 +153,8 @@ def test_probability_mode_takes_partner_lesion_blocks():
     # partner j: lesion (0.9) on block (2, 2) only; i names left upper but probability mode ignores it
     images, probs, labels, partner = pair_batch(LU, RU, prob_j=0.1)
     probs[1, :, 32:48, 32:48] = 0.9
-    result = tpatchmix(images, probs, labels, mode="probability", block=16, block_prob=1.0, partner=partner)
+    result = tpatchmix(images, probs, labels, mode="probability", block=16, block_prob=1.0, partner=partner,
+                       draw="grid")
     expected = torch.zeros(48, 48, dtype=torch.bool)
     expected[32:, 32:] = True
     assert torch.equal(result.mask[0, 0], expected) and result.kept[0]

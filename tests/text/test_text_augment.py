@@ -10,17 +10,25 @@ import pytest
 from medref_cli.config.schema import SSLConfig
 from medref_cli.text.augment import (
     UNK_POS,
+    first_phrase_label,
     flip_label,
     laterality_conflict,
     mix_captions,
     mix_spans,
     posaug,
+    posaug_variants,
     student_captions,
     student_captions_from_config,
     swap_sides,
     text_strong,
 )
-from medref_cli.text.positions import compose_caption, find_position_spans, parse_caption, union_labels
+from medref_cli.text.positions import (
+    compose_caption,
+    find_position_spans,
+    find_zone_phrase_spans,
+    parse_caption,
+    union_labels,
+)
 
 BILATERAL = "bilateral pulmonary infection, two infected areas, lower left lung and lower right lung."
 LEFT = "unilateral pulmonary infection, one infected area, upper left lung."
@@ -29,27 +37,54 @@ NONE = "No pulmonary infection, zero infected areas."
 
 
 def test_posaug_outputs():
-    outputs = {posaug(BILATERAL, random.Random(seed)) for seed in range(40)}
-    assert outputs == {
-        "bilateral pulmonary infection, two infected areas, [UNK_POS].",
-        "bilateral pulmonary infection, two infected areas, a region of the lung.",
+    # reference setting (each phrase edited with p 0.5): every phrase kept, [UNK_POS] or fuzzed
+    outputs = {posaug(BILATERAL, random.Random(seed)) for seed in range(200)}
+    assert outputs == set(posaug_variants(BILATERAL)) and len(outputs) == 9
+    assert BILATERAL in outputs
+    # every phrase edited (the PosAug paragraph read alone): no phrase survives
+    edited = {posaug(BILATERAL, random.Random(seed), edit_prob=1.0) for seed in range(200)}
+    assert edited == {
+        f"bilateral pulmonary infection, two infected areas, {a} and {b}."
+        for a in (UNK_POS, "a region of the lung") for b in (UNK_POS, "a region of the lung")
     }
-    assert posaug(LEFT, random.Random(0), rho=0.0, phrase="somewhere in the chest") == (
+    assert posaug(LEFT, random.Random(0), rho=0.0, phrase="somewhere in the chest", edit_prob=1.0) == (
         "unilateral pulmonary infection, one infected area, somewhere in the chest."
     )
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_posaug_is_one_draw_against_rho(seed):
-    expected_unk = random.Random(seed).random() < 0.3
-    assert (UNK_POS in posaug(RIGHT, random.Random(seed), rho=0.3)) == expected_unk
+@pytest.mark.parametrize("seed", range(8))
+def test_posaug_draws_per_phrase_against_edit_prob_then_rho(seed):
+    rng = random.Random(seed)
+    expected = []
+    for phrase in ("lower left lung", "lower right lung"):
+        if rng.random() < 0.4:
+            expected.append(UNK_POS if rng.random() < 0.3 else "a region of the lung")
+        else:
+            expected.append(phrase)
+    out = posaug(BILATERAL, random.Random(seed), rho=0.3, edit_prob=0.4)
+    assert out == f"bilateral pulmonary infection, two infected areas, {expected[0]} and {expected[1]}."
+
+
+def test_half_of_the_phrases_survive_posaug_at_the_reference_setting():
+    """Reference `pos_token_dropout(p_mask=0.5, mode="mix")`: each phrase edited with p 0.5, an edited
+    phrase [UNK_POS] or fuzzed 50/50 (the config defaults); so ~50% of phrases survive."""
+    captions = [BILATERAL, LEFT, RIGHT] * 1000  # 4000 zone phrases
+    out = student_captions_from_config(captions, random.Random(1234), SSLConfig())
+    phrases = sum(len(find_zone_phrase_spans(c)) for c in captions)
+    survived = sum(len(find_zone_phrase_spans(c)) for c in out)
+    unk = sum(c.count(UNK_POS) for c in out)
+    fuzzed = sum(c.count("a region of the lung") for c in out)
+    assert phrases == 4000 and survived + unk + fuzzed == phrases
+    # binomial sd = sqrt(4000 * 0.25) = 31.6; allow 4 sd
+    assert abs(survived - 2000) <= 127
+    assert abs(unk - fuzzed) <= 4 * (phrases / 2 * 0.25) ** 0.5 * 2
 
 
 @pytest.mark.parametrize("rho", [0.0, 0.2, 0.5, 0.8, 1.0])
 def test_posaug_rate_on_fixed_seed(rho):
     rng = random.Random(1234)
     n = 4000
-    unk = sum(UNK_POS in posaug(BILATERAL, rng, rho=rho) for _ in range(n))
+    unk = sum(posaug(RIGHT, rng, rho=rho, edit_prob=1.0).count(UNK_POS) for _ in range(n))
     # binomial sd <= sqrt(n)/2 = 32; allow 4 sd
     assert abs(unk - rho * n) <= 128
     if rho in (0.0, 1.0):
@@ -63,27 +98,34 @@ def test_posaug_leaves_caption_without_phrase_and_rng_untouched():
     assert rng.getstate() == state
     with pytest.raises(ValueError):
         posaug(BILATERAL, rng, rho=1.5)
+    with pytest.raises(ValueError, match="edit_prob"):
+        posaug(BILATERAL, rng, edit_prob=-0.1)
+
+
+def test_first_phrase_label():
+    assert first_phrase_label(BILATERAL) == (0, 0, 1, 0, 0, 0)
+    assert first_phrase_label(RIGHT) == (0, 0, 0, 0, 1, 1)
+    assert first_phrase_label("x, [UNK_POS] and upper right lung.") == (0, 0, 0, 1, 0, 0)
+    assert first_phrase_label(NONE) == (0,) * 6
 
 
 @pytest.mark.parametrize(
     ("caption_i", "caption_j", "expected"),
     [
-        (
-            LEFT,
-            BILATERAL,
-            (
-                "unilateral pulmonary infection, one infected area, "
-                "upper left lung and lower left lung and lower right lung."
-            ),
-        ),
+        (LEFT, BILATERAL, "unilateral pulmonary infection, one infected area, upper left lung and lower left lung."),
         (
             BILATERAL,
             RIGHT,
             (
                 "bilateral pulmonary infection, two infected areas, "
-                "lower left lung and lower right lung and middle lower right lung."
+                "lower left lung and middle lower right lung and lower right lung."
             ),
         ),
+        # the first phrases name the same zones: nothing to add
+        (BILATERAL, "unilateral pulmonary infection, one infected area, lower left lung.", BILATERAL),
+        # PosAug'd captions: the first phrase that survived
+        ("x, [UNK_POS] and lower right lung.", LEFT, "x, [UNK_POS] and lower right lung and upper left lung."),
+        ("x, [UNK_POS].", LEFT, "x, [UNK_POS]."),
         (LEFT, NONE, LEFT),
         (NONE, LEFT, NONE),
     ],
@@ -174,11 +216,14 @@ def test_text_strong_synonyms_only():
 
 def test_student_captions_applies_text_strong_then_posaug():
     captions = [BILATERAL, NONE]
-    out = student_captions(captions, random.Random(0), posaug_on=True, rho=1.0, text_strong_on=False)
-    assert out == ["bilateral pulmonary infection, two infected areas, [UNK_POS].", NONE]
-    both = student_captions(captions, random.Random(0), posaug_on=True, rho=1.0, text_strong_on=True)
+    out = student_captions(captions, random.Random(0), posaug_on=True, rho=1.0, text_strong_on=False,
+                           edit_prob=1.0)
+    assert out == ["bilateral pulmonary infection, two infected areas, [UNK_POS] and [UNK_POS].", NONE]
+    both = student_captions(captions, random.Random(0), posaug_on=True, rho=1.0, text_strong_on=True,
+                            edit_prob=1.0)
     assert UNK_POS in both[0] and find_position_spans(both[0]) == ()
     off = student_captions(captions, random.Random(0), posaug_on=False, text_strong_on=False)
     assert off == captions
-    from_config = student_captions_from_config(captions, random.Random(0), SSLConfig(posaug_rho=1.0))
+    from_config = student_captions_from_config(captions, random.Random(0),
+                                               SSLConfig(posaug_rho=1.0, posaug_edit_prob=1.0))
     assert from_config == out
