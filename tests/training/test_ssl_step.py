@@ -25,11 +25,20 @@ LABELS = {LEFT_UPPER: [1, 0, 0, 0, 0, 0], LEFT_LOWER: [0, 0, 1, 0, 0, 0], BILATE
           RIGHT_UPPER: [0, 0, 0, 1, 0, 0]}
 
 
+class EchoText(list):
+    """Captions standing in for text features; `select` takes rows as TextFeatures does."""
+
+    def select(self, index):
+        return EchoText(self[i] for i in index)
+
+
 class TextEcho:
     """A text cache whose features are the captions themselves (the spy model records them)."""
 
     def encode(self, captions):
-        return list(captions)
+        return EchoText(captions)
+
+    encode_student = encode
 
 
 class SpyModel(nn.Module):
