@@ -7,7 +7,7 @@ surface here, as one line, before any run row exists.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,7 @@ class RunInputs:
     tensors: RunData
     encoder: TextEncoder
     text_cache: TextFeatureCache
+    weights: dict = field(default_factory=dict)  # identity of both encoders (models.preflight)
 
 
 def seed_everything(seed: int) -> None:
@@ -96,10 +97,15 @@ def split_records(cfg: ExperimentConfig, data: DataIdentity, manifest: SplitMani
     return RunData(on_device["labeled"], on_device.get("unlabeled"), on_device["valid"], on_device["test"])
 
 
-def build_text(cfg: ExperimentConfig, device: torch.device) -> tuple[TextEncoder, TextFeatureCache]:
-    from medref_cli.models.registry import build_text_encoder
+def build_text(cfg: ExperimentConfig, device: torch.device, recorded: dict | None = None
+               ) -> tuple[TextEncoder, TextFeatureCache]:
+    """The checked text encoder (the preflight's, when one ran) and its cache; `recorded`: the weights
+    identity a checkpoint was trained with, which the loaded encoder must match."""
+    from medref_cli.models.preflight import check_recorded_text, take_text_encoder
 
-    encoder = build_text_encoder(cfg.model).to(device)
+    encoder = take_text_encoder(cfg.model, device)
+    if recorded is not None:
+        check_recorded_text(recorded, encoder, "the checkpoint")
     return encoder, TextFeatureCache(encoder, device)
 
 
@@ -139,9 +145,12 @@ def prepare(cfg: ExperimentConfig, ledger_url: str, need_unlabeled: bool = False
     if main:
         check_ledger(ledger_url)
     seed_everything(cfg.train.seed)
+    from medref_cli.models.preflight import preflight
+
+    flight = preflight(cfg, device)  # both encoders loaded and run once, before any data is read
     encoder, cache = build_text(cfg, device)
     data = identify_data(cfg)
     manifest, _, _ = planned_split(cfg, data)
     tensors = split_records(cfg, data, manifest, need_unlabeled, device)  # the data decodes before any write
     split = ensure_split(cfg, ledger_url, data) if main else None
-    return RunInputs(cfg, device, data, split, tensors, encoder, cache)
+    return RunInputs(cfg, device, data, split, tensors, encoder, cache, flight.weights)
