@@ -51,7 +51,10 @@ def _text_config(model_cfg: ModelConfig) -> dict[str, Any] | None:
     else:
         from huggingface_hub import try_to_load_from_cache
 
-        found = try_to_load_from_cache(name, "config.json", revision=model_cfg.text_revision or None)
+        try:
+            found = try_to_load_from_cache(name, "config.json", revision=model_cfg.text_revision or None)
+        except ValueError:  # not a valid hub name
+            found = None
         path = Path(found) if isinstance(found, str) else None
     if path is None or not path.is_file():
         return None
