@@ -51,8 +51,11 @@ def _text_config(model_cfg: ModelConfig) -> dict[str, Any] | None:
     else:
         from huggingface_hub import try_to_load_from_cache
 
+        from medref_cli.models.text_weights import hub_cache
+
         try:
-            found = try_to_load_from_cache(name, "config.json", revision=model_cfg.text_revision or None)
+            found = try_to_load_from_cache(name, "config.json", revision=model_cfg.text_revision or None,
+                                           cache_dir=hub_cache())
         except ValueError:  # not a valid hub name
             found = None
         path = Path(found) if isinstance(found, str) else None
@@ -76,6 +79,19 @@ def _text_parameters(config: dict[str, Any]) -> int:
     with torch.device("meta"):
         model = BertModel(BertConfig(**kept), add_pooling_layer=pooler)
     return sum(p.numel() for p in model.parameters())
+
+
+def _shapes_only(build):
+    """`build()` on the meta device (no storage); on the CPU where an older library's initialisation
+    copies tensors, which meta tensors refuse (the caller's random state kept)."""
+    import torch
+
+    try:
+        with torch.device("meta"):
+            return build()
+    except NotImplementedError:
+        with torch.random.fork_rng(devices=[]):
+            return build()
 
 
 def visual_weights_label(name: str, model_cfg: ModelConfig) -> str:
@@ -115,8 +131,7 @@ def summarize_models(model_cfg: ModelConfig) -> list[ModelSummary]:
     random_init = replace(model_cfg, visual_pretrained=False, visual_checkpoint="")
     summaries = []
     for name in list_models():
-        with torch.device("meta"):
-            model = create_model(replace(random_init, backbone=name), text_dim)
+        model = _shapes_only(lambda: create_model(replace(random_init, backbone=name), text_dim))
         total, trainable = count_parameters(model)
         visual = getattr(model, "visual_encoder_name", "?")
         summaries.append(

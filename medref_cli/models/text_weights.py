@@ -99,7 +99,8 @@ def hub_source(name: str, revision: str, offline: bool, how: str) -> TextSource:
 
     def get(filename: str, required: bool) -> Path | None:
         try:
-            return Path(hf_hub_download(name, filename, revision=revision or None, local_files_only=offline))
+            return Path(hf_hub_download(name, filename, revision=revision or None, local_files_only=offline,
+                                        cache_dir=hub_cache()))
         except RevisionNotFoundError:
             raise MedrefError(f"revision '{revision}' of text encoder '{name}' not found on the hub "
                               "(model.text_revision)") from None
@@ -137,6 +138,13 @@ def hub_source(name: str, revision: str, offline: bool, how: str) -> TextSource:
     folder = config.parent
     commit = folder.name if folder.parent.name == "snapshots" else None
     return TextSource(name, folder, weights, "hub", revision=revision or None, commit=commit)
+
+
+def hub_cache() -> str:
+    """The Hugging Face cache folder, read when called (older huggingface_hub versions bind it at import)."""
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
 
 
 def bert_config(source: TextSource) -> Any:

@@ -22,6 +22,7 @@ from torch import nn
 
 from medref_cli.errors import MedrefError
 from medref_cli.files import sha256_file
+from medref_cli.models.text_weights import hub_cache
 
 
 def pretrained_file(name: str, offline: bool) -> tuple[Path, dict[str, Any]]:
@@ -65,7 +66,7 @@ def cached_timm_weights(name: str) -> tuple[Path | None, str, dict[str, Any]]:
         files = [cfg.hf_hub_filename] if cfg.hf_hub_filename else ["model.safetensors", "pytorch_model.bin"]
         origin = {"hub": cfg.hf_hub_id, "files": files}
         for filename in files:
-            found = try_to_load_from_cache(cfg.hf_hub_id, filename)
+            found = try_to_load_from_cache(cfg.hf_hub_id, filename, cache_dir=hub_cache())
             if isinstance(found, str):
                 return Path(found), "", origin
         return None, f"looked for '{cfg.hf_hub_id}' in the Hugging Face cache", origin
@@ -86,7 +87,7 @@ def _download(name: str, origin: dict[str, Any]) -> Path:
         last: Exception | None = None
         for filename in origin["files"]:
             try:
-                return Path(hf_hub_download(origin["hub"], filename))
+                return Path(hf_hub_download(origin["hub"], filename, cache_dir=hub_cache()))
             except Exception as exc:  # noqa: BLE001 - try the next file name, report the last error
                 last = exc
         raise last if last is not None else MedrefError(f"no weight file for '{name}'")
@@ -126,8 +127,12 @@ def load_into_features(name: str, features: nn.Module, path: Path, in_chans: int
         state = load_state_dict(str(path))  # unwraps {"model": ...} / {"state_dict": ...}; safetensors too
     except Exception as exc:  # noqa: BLE001 - a bad weight file raises many types (pickle, header, IO)
         raise MedrefError(f"{_cannot(name, path)}: {_first_line(exc)}") from None
-    with torch.device("meta"):
-        full = timm.create_model(name, pretrained=False)
+    try:
+        with torch.device("meta"):  # only its key names and shapes are needed
+            full = timm.create_model(name, pretrained=False)
+    except NotImplementedError:  # older timm initialises some weights by copying, which meta tensors refuse
+        with torch.random.fork_rng(devices=[]):
+            full = timm.create_model(name, pretrained=False)
     filter_fn = _filter_fn(full)
     try:
         if filter_fn is not None:
@@ -144,8 +149,8 @@ def load_into_features(name: str, features: nn.Module, path: Path, in_chans: int
         from timm.models import adapt_input_conv
 
         weight = state[f"{first_conv}.weight"]
-        if weight.ndim == 4 and weight.shape[1] != in_chans:
-            state[f"{first_conv}.weight"] = adapt_input_conv(in_chans, weight, base_chans=weight.shape[1])
+        if weight.ndim == 4 and weight.shape[1] == 3 and in_chans != 3:  # timm folds an RGB stem
+            state[f"{first_conv}.weight"] = adapt_input_conv(in_chans, weight)
     loaded: dict[str, torch.Tensor] = {}
     missing = []
     for key, tensor in features.state_dict().items():

@@ -146,3 +146,24 @@ def test_models_lists_both_backbones_offline_with_no_weights(cli, tmp_path, monk
     assert rows["mmi-unet"]["parameters"] > 40_000_000 and rows["mmi-unet"]["text_parameters"] is None
     assert "microsoft/BiomedVLP-CXR-BERT-specialized@v1.1" in rows["mmi-unet"]["text_weights"]
     assert not list((tmp_path / "hf").glob("**/*.safetensors")) and not (tmp_path / "torch").exists()
+
+
+def test_ablate_preflights_before_recording_anything(cli, tmp_path, synthetic_root):
+    cxr = tmp_path / "cxr"
+    write_cxr_bert_folder(cxr, rename=("bert.embeddings.word_embeddings.weight", "bert.embeddings.words.weight"))
+    code, _out, err = cli("ablate", "--table", "2", "--seeds", "0", "--dataset", "synthetic", "--data",
+                          str(synthetic_root), "--backbone", "mmi-unet-tiny", "--set", "data.image_size=64",
+                          "--set", "model.visual_pretrained=false", "--set", f"model.text_encoder={cxr}",
+                          "--set", "runtime.device=cpu", "--set", "runtime.progress=false")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "unexpected key embeddings.words.weight" in err
+    assert not (tmp_path / "results" / "ledger.db").exists() and not (tmp_path / "results" / "cache").exists()
+
+
+def test_bench_preflights_before_making_any_image(cli, tmp_path):
+    cxr = tmp_path / "cxr"
+    write_cxr_bert_folder(cxr, rename=("bert.encoder.layer.1.output.LayerNorm.bias", "bert.encoder.layer.1.ln.bias"))
+    code, _out, err = cli("bench", "--backbone", "mmi-unet-tiny", "--size", "64", "--batch", "2", "--cpu",
+                          "--set", "model.visual_pretrained=false", "--set", f"model.text_encoder={cxr}")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "unexpected key encoder.layer.1.ln.bias" in err
