@@ -114,8 +114,6 @@ def visual_weights_label(name: str, model_cfg: ModelConfig) -> str:
 
 def summarize_models(model_cfg: ModelConfig) -> list[ModelSummary]:
     """Every registered model on the meta device, counted; no weight is read or fetched."""
-    import torch
-
     from medref_cli.models.base import count_parameters
     from medref_cli.models.registry import create_model, list_models, model_description
 
@@ -131,7 +129,7 @@ def summarize_models(model_cfg: ModelConfig) -> list[ModelSummary]:
     random_init = replace(model_cfg, visual_pretrained=False, visual_checkpoint="")
     summaries = []
     for name in list_models():
-        model = _shapes_only(lambda: create_model(replace(random_init, backbone=name), text_dim))
+        model = _shapes_only(lambda n=name: create_model(replace(random_init, backbone=n), text_dim))
         total, trainable = count_parameters(model)
         visual = getattr(model, "visual_encoder_name", "?")
         summaries.append(

@@ -110,7 +110,7 @@ def test_a_broken_text_folder_fails_at_preflight_before_any_data(cli, tmp_path, 
     write_cxr_bert_folder(cxr, rename=("bert.encoder.layer.0.attention.self.query.weight",
                                        "bert.encoder.layer.0.attention.self.q.weight"))
     args = _tiny_args(tiny_burnin_args, "--set", f"model.text_encoder={cxr}", "--set", "model.visual_pretrained=false")
-    code, out, err = cli(*args)
+    code, _out, err = cli(*args)
     assert code == 2
     assert len(err.strip().splitlines()) == 1, err
     assert "unexpected key encoder.layer.0.attention.self.q.weight" in err
