@@ -5,6 +5,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.medref-installed
 DEMO := experiments/demo.yaml
+# the exact torch pair of the development machine, installed before medref (pyproject.toml only sets
+# lower bounds, so `pip install medref` keeps a cluster's own torch build)
+TORCH_VERSION ?= 2.14.1
+TORCHVISION_VERSION ?= 0.29.1
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
@@ -16,6 +20,7 @@ help: ## List the targets with what they do
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==$(TORCH_VERSION) torchvision==$(TORCHVISION_VERSION)
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 

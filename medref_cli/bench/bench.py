@@ -212,6 +212,9 @@ def run_bench(cfg: ExperimentConfig, settings: BenchSettings) -> BenchReport:
     if settings.compare == "naive":
         check_naive_supported(cfg)
     device = resolve_device(cfg.runtime.device)
+    from medref_cli.models.preflight import preflight
+
+    preflight(cfg, device)  # both encoders loaded and run once before any image is made or decoded
     threads_before = torch.get_num_threads()
     if settings.threads:
         torch.set_num_threads(settings.threads)

@@ -142,6 +142,12 @@ def show(
                   f"({_fmt(d['data']['files'])} files)  split {_fmt(d['data']['split_hash'])}")
     out.print(f"seeds: {d['seeds']}  host: {d['host'].get('hostname')} {d['host'].get('cpu')} "
                   f"gpus={d['host'].get('gpus')}")
+    from medref_cli.ledger.provenance import weights_label
+
+    for role in ("visual", "text"):
+        label = weights_label((d.get("weights") or {}).get(role))
+        if label:
+            out.print(f"{role} weights: {label}", markup=False)
     out.print("final metrics:", Pretty(d["finals"]))
     out.print("metric history points:", Pretty(d["metric_points"]), f" per-image scores: {d['image_scores']}")
     if last_values:

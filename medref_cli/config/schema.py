@@ -51,6 +51,9 @@ class ModelConfig:
     visual_checkpoint: str = ""
     # hub name or local folder of the frozen text encoder; "builtin-minilm" = the packaged MiniLM
     text_encoder: str = "microsoft/BiomedVLP-CXR-BERT-specialized"
+    # hub revision (tag, branch or commit) of a hub-named text encoder; "v1.1" is CXR-BERT's release tag
+    # (ignored for local folders and the built-in encoders, whose files are hashed instead)
+    text_revision: str = "v1.1"
     text_max_length: int = 24
     freeze_text: bool = True
     # width of the ITCL projection heads (the reference's project_dim: 768)

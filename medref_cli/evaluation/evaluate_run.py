@@ -27,6 +27,7 @@ class LoadedModel:
     model: nn.Module
     source_run: int | None
     checkpoint: Path
+    weights: dict | None = None  # the encoders' identity recorded at training (None: an older checkpoint)
 
 
 def checkpoint_of_run(ledger: Ledger, run_id: int) -> tuple[Path, str]:
@@ -41,15 +42,16 @@ def checkpoint_of_run(ledger: Ledger, run_id: int) -> tuple[Path, str]:
 
 
 def load_model(path: Path, sha256: str | None, device: torch.device, source_run: int | None) -> LoadedModel:
+    from medref_cli.models.preflight import without_visual_download
     from medref_cli.models.registry import create_model
 
     state = load_checkpoint(path, sha256, map_location="cpu")
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise MedrefError(f"{path} is not a medref checkpoint (no model state and config in it)")
     cfg = from_dict(state["config"])
-    model = create_model(cfg.model, int(state["text_dim"]))
+    model = create_model(without_visual_download(cfg.model), int(state["text_dim"]))  # every weight is in `state`
     model.load_state_dict(state["model"])
-    return LoadedModel(cfg, model.to(device).eval(), source_run, path)
+    return LoadedModel(cfg, model.to(device).eval(), source_run, path, state.get("weights"))
 
 
 def with_data(cfg: ExperimentConfig, data_root: Path | None, dataset: str | None, results_dir: str,
@@ -91,7 +93,7 @@ def evaluate_recorded(
         cfg = with_data(loaded.cfg, data_root, dataset, results_dir, device_spec)
         if split not in ("train", "valid", "test"):
             raise MedrefError(f"--split must be train, valid or test, got '{split}'")
-        encoder, cache = build_text(cfg, device)
+        encoder, cache = build_text(cfg, device, loaded.weights or {})
         if encoder.dim != loaded.model.text_dim:
             raise MedrefError(f"text encoder {cfg.model.text_encoder} is {encoder.dim} wide, the model expects "
                               f"{loaded.model.text_dim}")
@@ -102,7 +104,8 @@ def evaluate_recorded(
         tensors = load_split(records, cfg.data.image_size, cache_dir=tensor_cache_dir(cfg)).to(device)
         batch = batch_size or cfg.train.batch_size
         with record_run(ledger, "evaluate", cfg, parent_id=run_id, **data.ledger_facts(),
-                        tags={"split": split, "checkpoint": str(Path(path).resolve())}) as run:
+                        tags={"split": split, "checkpoint": str(Path(path).resolve())},
+                        weights={**(loaded.weights or {}), "text": encoder.identity}) as run:
             result = evaluate_split(loaded.model, tensors, cache, cfg.eval.threshold, batch, cfg.runtime.amp,
                                     channels_last=False)
             run.add_image_scores(split, result.ids, result.dice, result.iou)

@@ -357,7 +357,7 @@ def _load(ledger_url: str, run_id: int | None, checkpoint: Path | None,
     else:
         path, sha = checkpoint, None
     loaded = load_model(Path(path), sha, device, run_id)
-    _, cache = build_text(loaded.cfg, device)
+    _, cache = build_text(loaded.cfg, device, loaded.weights or {})
     if cache.encoder.dim != loaded.model.text_dim:
         raise MedrefError(f"text encoder {loaded.cfg.model.text_encoder} is {cache.encoder.dim} wide, the model "
                           f"expects {loaded.model.text_dim}")

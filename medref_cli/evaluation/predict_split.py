@@ -66,7 +66,7 @@ def run_probabilities(loaded: LoadedModel, tensors: SplitTensors, device: torch.
     from medref_cli.runtime.build import build_text
 
     cfg = loaded.cfg
-    encoder, cache = build_text(cfg, device)
+    encoder, cache = build_text(cfg, device, loaded.weights or {})
     if encoder.dim != loaded.model.text_dim:
         raise MedrefError(f"run {loaded.source_run}: text encoder {cfg.model.text_encoder} is {encoder.dim} wide, "
                           f"the model expects {loaded.model.text_dim}")

@@ -65,6 +65,25 @@ def code_version(root: Path = SOURCE_ROOT) -> CodeVersion:
     return CodeVersion(commit.decode().strip(), dirty, digest.hexdigest() if dirty else None, __version__)
 
 
+def weights_label(identity: dict | None) -> str | None:
+    """One line naming an encoder's weights as a run recorded them (tags["weights"]["text"|"visual"]):
+    name, revision or commit, where they came from, and the sha256 of the files loaded."""
+    if not identity:
+        return None
+    parts = [str(identity.get("name"))]
+    if identity.get("revision") or identity.get("commit"):
+        parts.append(f"@{identity.get('revision') or ''}" + (f" ({identity['commit'][:12]})" if identity.get("commit") else ""))
+    source = identity.get("source") or identity.get("kind")
+    if source:
+        parts.append(f"[{source}]")
+    digests = identity.get("weights_sha256") or ({"file": identity["sha256"]} if identity.get("sha256") else {})
+    if digests:
+        parts.append("sha256 " + ", ".join(f"{v[:16]}" for v in digests.values()))
+    elif source in ("random", "generated"):
+        parts.append("no weight file")
+    return " ".join(parts)
+
+
 def package_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for name in PACKAGES:

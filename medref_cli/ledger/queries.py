@@ -147,6 +147,7 @@ def run_detail(ledger: Ledger, run_id: int, history_points: int = 0) -> dict[str
             "packages": run.packages,
             "host": run.host,
             "tags": run.tags,
+            "weights": (run.tags or {}).get("weights"),
             "artifacts": artifacts,
             "metric_points": {name: len(v) for name, v in history.items()},
             "image_scores": n_scores,
@@ -189,6 +190,11 @@ def diff_runs(ledger: Ledger, a: int, b: int) -> dict[str, Any]:
     ):
         va, vb = getattr(ra, attr), getattr(rb, attr)
         facts[label] = {"a": va, "b": vb, "same": va == vb}
+    from medref_cli.ledger.provenance import weights_label
+
+    for role in ("visual", "text"):
+        va, vb = (weights_label(((r.tags or {}).get("weights") or {}).get(role)) for r in (ra, rb))
+        facts[f"{role} weights"] = {"a": va, "b": vb, "same": va == vb}
     packages = {
         k: [ra.packages.get(k), rb.packages.get(k)]
         for k in sorted(set(ra.packages or {}) | set(rb.packages or {}))

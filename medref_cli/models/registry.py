@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, TypeVar
 
 from medref_cli.errors import MedrefError
@@ -76,43 +75,7 @@ def build_text_encoder(model_cfg: ModelConfig) -> TextEncoder:
 
     if not model_cfg.freeze_text:
         raise MedrefError("model.freeze_text=false is not supported: the text encoder is frozen and cached")
-    encoder = load_text_encoder(model_cfg.text_encoder, model_cfg.text_max_length)
+    encoder = load_text_encoder(model_cfg.text_encoder, model_cfg.text_max_length, model_cfg.text_revision)
     encoder.pool = model_cfg.text_pool  # how `encode` pools the ITCL text feature
     encoder.student_dropout = model_cfg.text_dropout  # TextFeatureCache.encode_student
     return encoder
-
-
-@dataclass(frozen=True)
-class ModelSummary:
-    name: str
-    description: str
-    visual_encoder: str
-    parameters: int
-    trainable: int
-    text_encoder: str
-    text_parameters: int  # frozen, outside the model
-
-
-def summarize_models(model_cfg: ModelConfig) -> list[ModelSummary]:
-    """Build every registered model with random weights and count its parameters."""
-    from medref_cli.models.base import count_parameters
-
-    text_encoder = build_text_encoder(model_cfg)
-    text_params = text_encoder.num_parameters()
-    random_init = replace(model_cfg, visual_pretrained=False, visual_checkpoint="")
-    summaries = []
-    for name in list_models():
-        model = create_model(replace(random_init, backbone=name), text_encoder.dim)
-        total, trainable = count_parameters(model)
-        summaries.append(
-            ModelSummary(
-                name=name,
-                description=model_description(name),
-                visual_encoder=getattr(model, "visual_encoder_name", "?"),
-                parameters=total,
-                trainable=trainable,
-                text_encoder=text_encoder.name,
-                text_parameters=text_params,
-            )
-        )
-    return summaries

@@ -111,6 +111,9 @@ def ablate(cells: list[Cell], ledger_url: str, jobs: int, gpus: list[int] | None
         resolve_device(f"cuda:{gpu}")
     todo = [c for c in cells if c.state != "done"]
     base = cells[0].cfg
+    from medref_cli.models.preflight import preflight_cells
+
+    preflight_cells([c.cfg for c in todo])  # every encoder the cells need, before the ablate run is recorded
     outcomes: dict[str, str] = {}
     ledger = open_ledger(ledger_url)
     try:

@@ -81,6 +81,7 @@ def finish_run(run: RunRecorder, inputs: RunInputs, model: nn.Module, fit: FitRe
     """Save the best checkpoint, evaluate the test split with it, record everything."""
     cfg = inputs.cfg
     path = run_dir(cfg, run.id) / "best.pt"
+    extra_state = {"weights": inputs.weights, **(extra_state or {})}
     digest = save_checkpoint(path, checkpoint_state(kind, cfg, model, inputs.encoder.dim, fit, extra_state))
     run.add_artifact(path, role="checkpoint", sha256=digest)
     test = evaluate_split(model, inputs.tensors.test, inputs.text_cache, cfg.eval.threshold, cfg.train.batch_size,
@@ -115,7 +116,7 @@ def main_rank_run(ledger_url: str, kind: str, cfg: ExperimentConfig, inputs: Run
                   **facts) -> ContextManager[RunRecorder | None]:
     """A new ledger run (`record_run`) on rank 0, None elsewhere."""
     return on_main_rank(ledger_url, lambda ledger: record_run(ledger, kind, cfg, **inputs.split.ledger_facts(),
-                                                              **facts))
+                                                              weights=inputs.weights, **facts))
 
 
 def main_rank_reopen(ledger_url: str, source: ResumeSource, kind: str) -> ContextManager[RunRecorder | None]:

@@ -6,7 +6,7 @@ surface here, as one line, before any run row exists.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -41,6 +41,7 @@ class RunInputs:
     tensors: RunData
     encoder: TextEncoder
     text_cache: TextFeatureCache
+    weights: dict = field(default_factory=dict)  # identity of both encoders (models.preflight)
 
 
 def decode_or_cached(cfg: ExperimentConfig, records: list[SampleRecord]) -> tuple[SplitTensors, bool]:
@@ -104,9 +105,12 @@ def prepare(cfg: ExperimentConfig, ledger_url: str, need_unlabeled: bool = False
     if main:
         check_ledger(ledger_url)
     seed_everything(cfg.train.seed)
+    from medref_cli.models.preflight import preflight
+
+    flight = preflight(cfg, device)  # both encoders loaded and run once, before any data is read
     encoder, cache = build_text(cfg, device)
     data = identify_data(cfg)
     manifest, _, _ = planned_split(cfg, data)
     tensors = split_records(cfg, data, manifest, need_unlabeled, device)  # the data decodes before any write
     split = ensure_split(cfg, ledger_url, data) if main else None
-    return RunInputs(cfg, device, data, split, tensors, encoder, cache)
+    return RunInputs(cfg, device, data, split, tensors, encoder, cache, flight.weights)

@@ -32,10 +32,15 @@ def read_records(cfg: ExperimentConfig, root: Path) -> dict[str, list[SampleReco
     return read_dataset(root, cfg.data.format)
 
 
-def build_text(cfg: ExperimentConfig, device: torch.device) -> tuple[TextEncoder, TextFeatureCache]:
-    from medref_cli.models.registry import build_text_encoder
+def build_text(cfg: ExperimentConfig, device: torch.device, recorded: dict | None = None
+               ) -> tuple[TextEncoder, TextFeatureCache]:
+    """The checked text encoder (the preflight's, when one ran) and its cache; `recorded`: the weights
+    identity a checkpoint was trained with, which the loaded encoder must match."""
+    from medref_cli.models.preflight import check_recorded_text, take_text_encoder
 
-    encoder = build_text_encoder(cfg.model).to(device)
+    encoder = take_text_encoder(cfg.model, device)
+    if recorded is not None:
+        check_recorded_text(recorded, encoder, "the checkpoint")
     return encoder, TextFeatureCache(encoder, device)
 
 
