@@ -26,7 +26,7 @@ from medref_cli.ledger import Ledger, RunRecorder, open_ledger, record_run, reop
 from medref_cli.training import distributed
 from medref_cli.training.checkpoint import save_checkpoint
 from medref_cli.training.metric_window import MetricSink
-from medref_cli.training.phases import burnin_steps_per_epoch, supervised_epochs
+from medref_cli.training.phases import epoch_plan, supervised_epochs
 from medref_cli.training.progress import Progress
 from medref_cli.training.resume import ResumeWriter
 from medref_cli.training.resume_run import (
@@ -195,7 +195,8 @@ def _finish(run: RunRecorder, inputs: RunInputs, model: nn.Module, fit: FitResul
 
 def planned_supervised_steps(inputs: RunInputs) -> int:
     cfg = inputs.cfg
-    return supervised_epochs(cfg) * burnin_steps_per_epoch(cfg, len(inputs.tensors.labeled), inputs.n_unlabeled)
+    phase = "supervised" if cfg.train.step_matched else "burnin"
+    return sum(epoch_plan(cfg, len(inputs.tensors.labeled), inputs.n_unlabeled, supervised_epochs(cfg), phase))
 
 
 def run_burnin(cfg: ExperimentConfig, ledger_url: str, inputs: RunInputs | None = None) -> TrainOutcome | None:

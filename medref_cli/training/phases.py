@@ -62,10 +62,18 @@ def supervised_epochs(cfg: ExperimentConfig) -> int:
     return cfg.train.burnin_epochs + (cfg.train.epochs if cfg.train.step_matched else 0)
 
 
+def epoch_plan(cfg: ExperimentConfig, n_labeled: int, n_unlabeled: int, epochs: int, phase: str) -> list[int]:
+    """Steps of each epoch of a supervised loop: burn-in epochs, then (the step-matched control,
+    phase "supervised") epochs as long as the SSL epochs it stands in for."""
+    burnin = burnin_steps_per_epoch(cfg, n_labeled, n_unlabeled)
+    ssl = ssl_steps_per_epoch(cfg, n_unlabeled) if n_unlabeled else burnin
+    return [ssl if phase == "supervised" and e >= cfg.train.burnin_epochs else burnin for e in range(epochs)]
+
+
 def labeled_epoch(cfg: ExperimentConfig, n_labeled: int, n_unlabeled: int, per_epoch: int,
-                  generator: torch.Generator) -> list[torch.Tensor]:
-    """The labeled batches of one burn-in epoch."""
-    if not counts_unlabeled(cfg, n_unlabeled):
+                  generator: torch.Generator, ssl_like: bool = False) -> list[torch.Tensor]:
+    """The labeled batches of one burn-in epoch (`ssl_like`: of an epoch standing in for an SSL one)."""
+    if not (counts_unlabeled(cfg, n_unlabeled) or (ssl_like and n_unlabeled > 0)):
         return distributed.trim_batches(epoch_batches(n_labeled, cfg.train.batch_size, generator))[:per_epoch]
     if cfg.train.labeled_draw == "replacement":
         return [torch.randint(n_labeled, (cfg.train.batch_size,), generator=generator) for _ in range(per_epoch)]
@@ -103,8 +111,9 @@ def schedule_ticks(cfg: ExperimentConfig, phase: str, burnin_per_epoch: int, ssl
         epochs_ticks = t.lr_period_epochs
         return epochs_ticks if t.lr_step == "epoch" else epochs_ticks * per_epoch
     if phase == "supervised":
-        epochs = supervised_epochs(cfg)
-        return max(1, epochs if t.lr_step == "epoch" else epochs * burnin_per_epoch)
+        if t.lr_step == "epoch":
+            return max(1, supervised_epochs(cfg))
+        return max(1, t.burnin_epochs * burnin_per_epoch + (t.epochs * ssl_per_epoch if t.step_matched else 0))
     if t.optimizer_scope == "run":
         if t.lr_step == "epoch":
             return max(1, t.burnin_epochs + t.epochs)

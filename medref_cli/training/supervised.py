@@ -31,6 +31,7 @@ from medref_cli.training.phases import (
     Handoff,
     build_schedule,
     burnin_steps_per_epoch,
+    epoch_plan,
     labeled_epoch,
     schedule_ticks,
     ssl_steps_per_epoch,
@@ -161,6 +162,19 @@ def supervised_loss(
     loss_fn: DiceCELoss,
     cfg: ExperimentConfig,
     generator: torch.Generator,
+) -> torch.Tensor:
+    """The loss of one labeled batch (`supervised_loss_parts` without its parts)."""
+    return supervised_loss_parts(model, labeled, index, text_cache, loss_fn, cfg, generator)[0]
+
+
+def supervised_loss_parts(
+    model: nn.Module,
+    labeled: SplitTensors,
+    index: torch.Tensor,
+    text_cache: TextFeatureCache,
+    loss_fn: DiceCELoss,
+    cfg: ExperimentConfig,
+    generator: torch.Generator,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """DiceCE of the model on the weak view of one labeled batch, plus lambda_itcl_sup x the labeled
     contrastive term when train.burnin_itcl is on. Returns (loss, detached parts)."""
@@ -221,7 +235,8 @@ def fit_supervised(
     order_gen = torch.Generator().manual_seed(cfg.train.seed)
     view_gen = torch.Generator(device=device).manual_seed(cfg.train.seed + 1 + distributed.seed_offset())
     per_epoch = burnin_steps_per_epoch(cfg, len(labeled), n_unlabeled)
-    total = max(1, per_epoch * epochs)
+    plan = epoch_plan(cfg, len(labeled), n_unlabeled, epochs, phase)
+    total = max(1, sum(plan))
     ssl_per_epoch = ssl_steps_per_epoch(cfg, n_unlabeled) if n_unlabeled else per_epoch
     optimizer = build_optimizer(model, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     scheduler = build_schedule(optimizer, cfg, schedule_ticks(cfg, phase, per_epoch, ssl_per_epoch))
@@ -254,9 +269,10 @@ def fit_supervised(
     while not pos.done:
         model.train()
         if pos.batches is None:
-            pos.batches = labeled_epoch(cfg, len(labeled), n_unlabeled, per_epoch, order_gen)
+            ssl_like = phase == "supervised" and pos.epoch > cfg.train.burnin_epochs
+            pos.batches = labeled_epoch(cfg, len(labeled), n_unlabeled, plan[pos.epoch - 1], order_gen, ssl_like)
         while pos.batch_pos < len(pos.batches):
-            loss, step_parts = supervised_loss(stepped, labeled, pos.batches[pos.batch_pos], text_cache, loss_fn,
+            loss, step_parts = supervised_loss_parts(stepped, labeled, pos.batches[pos.batch_pos], text_cache, loss_fn,
                                                cfg, view_gen)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -13,6 +13,7 @@ from medref_cli.training.phases import (
     ReplacementBatches,
     build_schedule,
     burnin_steps_per_epoch,
+    epoch_plan,
     labeled_epoch,
     ramp_epochs_in,
     schedule_ticks,
@@ -100,6 +101,13 @@ def test_step_matched_control_takes_as_many_steps_as_the_ssl_run():
     per_epoch = burnin_steps_per_epoch(cfg, QATA_LABELED, QATA_UNLABELED)
     ssl_run = cfg.train.burnin_epochs * per_epoch + cfg.train.epochs * ssl_steps_per_epoch(cfg, QATA_UNLABELED)
     assert supervised_epochs(cfg) * per_epoch == ssl_run == 100 * 177
+
+
+def test_step_matched_control_matches_labeled_pass_burnins_too():
+    cfg = load_config(sets=["train.step_matched=true", "train.burnin_epoch=labeled"])
+    plan = epoch_plan(cfg, QATA_LABELED, QATA_UNLABELED, supervised_epochs(cfg), "supervised")
+    assert sum(plan) == 5 * 2 + 95 * 177
+    assert epoch_plan(cfg, QATA_LABELED, QATA_UNLABELED, 5, "burnin") == [2] * 5
 
 
 def test_ramps_advance_per_epoch_by_default():
