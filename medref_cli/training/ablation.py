@@ -140,8 +140,10 @@ def build_cells(
                            "split.ratio": ratio, "split.seed": seed, "train.seed": seed}
                 group.append(Cell(row.name, row.kind, ratio, seed, load_config(config, layered, sets)))
             if not any(c.kind == "burnin" and not c.cfg.train.step_matched for c in group):
-                base = group[0].cfg
-                group.insert(0, Cell(BURNIN_ROW, "burnin", ratio, seed, dataclasses.replace(base, name="burn-in")))
+                base = next((c.cfg for c in group if c.kind == "train"), group[0].cfg)
+                plain = dataclasses.replace(base, name="burn-in",
+                                            train=dataclasses.replace(base.train, step_matched=False))
+                group.insert(0, Cell(BURNIN_ROW, "burnin", ratio, seed, plain))
             cells.extend(group)
     return cells
 
