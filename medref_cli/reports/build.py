@@ -182,6 +182,8 @@ def _unplaced_notes(scope: list[RunView], placed: set[int], ratios: Sequence[flo
             continue
         if not any(same_ratio(v.run.label_ratio, r) for r in ratios):
             why = "label ratio not a column of this table"
+        elif v.run.kind == "burnin" and not v.step_matched:
+            why = "burn-in phases; the supervised rows show step-matched supervised runs"
         else:
             why = "SSL components match no row of this table"
         reasons.setdefault(why, []).append(v.run.id)

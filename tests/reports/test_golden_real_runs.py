@@ -60,6 +60,7 @@ def real_ledger(tmp_path_factory, synthetic_root):
                 with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
                     run(["train", "--dataset", "synthetic", "--data", str(synthetic_root), *TINY,
                          "--ratio", ratio, "--seed", seed, "--set", f"split.seed={seed}", "--json"])
+                with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
                     run(["burnin", "--dataset", "synthetic", "--data", str(synthetic_root), *TINY[:-4],
                          "--epochs", "1", "--set", "train.epochs=1", "--set", "train.step_matched=true",
                          "--ratio", ratio, "--seed", seed, "--set", f"split.seed={seed}", "--json"])
