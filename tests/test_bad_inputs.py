@@ -226,8 +226,8 @@ def _write_inputs(cwd: Path) -> dict[str, Path]:
         "notdb": ("notdb.db", "this is not a database\n" * 20),
         "blocker": ("blocker", "a file where a folder should be\n"),
         "ref_labeled": ("split_labeled_0.5.json", '{"train": [{"image_path": "mask_nope.png"}], "valid": [], "test": []}'),
-        "ref_unlabeled": ("split_unlabeled_0.5.json", '{"train": [{"image_path": "mask_nix.png"}], "valid": [], '
-                          '"test": []}'),
+        "ref_unlabeled": ("split_unlabeled_0.5.json",
+                          '{"train": [{"image_path": "mask_nix.png"}], "valid": [], "test": []}'),
     }
     paths = {}
     for key, (name, text) in files.items():

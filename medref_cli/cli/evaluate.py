@@ -19,6 +19,8 @@ def evaluate(
     gpu: Annotated[int | None, typer.Option(help="Run on cuda:N.")] = None,
     cpu: Annotated[bool, typer.Option("--cpu", help="Run on the CPU.")] = False,
     batch_size: Annotated[int | None, typer.Option(help="Evaluation batch size.")] = None,
+    weights: Annotated[str, typer.Option(help="selected (what the run's ssl.select kept) | student | teacher "
+                                              "(a train run keeps both, at the selected validation).")] = "selected",
     results_dir: Annotated[str, typer.Option(help="Results folder.")] = "results",
     ledger: LedgerOpt = None,
     json_: JsonOpt = False,
@@ -30,7 +32,7 @@ def evaluate(
 
     device = device_override(gpu, cpu) or "auto"
     run, result = evaluate_recorded(ledger_url(ledger, results_dir), run_id, checkpoint, split, data, dataset,
-                                    results_dir, device, batch_size)
+                                    results_dir, device, batch_size, weights)
     m = result.metrics
     if json_:
         typer.echo(json.dumps({"run_id": run, "split": split, **m}))

@@ -18,6 +18,7 @@ import yaml
 
 from medref_cli.config.schema import (
     CHOICES,
+    HASHED_RUNTIME_KEYS,
     UNHASHED_KEYS,
     UNHASHED_SECTIONS,
     ExperimentConfig,
@@ -170,6 +171,9 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         ("train.lr", cfg.train.lr > 0, "> 0"),
         ("train.epochs", cfg.train.epochs >= 0, ">= 0"),
         ("train.burnin_epochs", cfg.train.burnin_epochs >= 0, ">= 0"),
+        ("train.min_delta", cfg.train.min_delta >= 0, ">= 0"),
+        ("train.min_epochs", cfg.train.min_epochs >= 0, ">= 0"),
+        ("train.lr_period_epochs", cfg.train.lr_period_epochs >= 0, ">= 0 (0 = the whole training length)"),
         ("data.image_size", cfg.data.image_size >= 32 and cfg.data.image_size % 32 == 0, "a multiple of 32"),
         ("ssl.ema_momentum", 0.0 <= cfg.ssl.ema_momentum < 1.0, "in [0, 1)"),
         ("ssl.ema_momentum_start", 0.0 <= cfg.ssl.ema_momentum_start < 1.0, "in [0, 1)"),
@@ -221,8 +225,10 @@ def to_flat(cfg: ExperimentConfig) -> dict[str, Any]:
 def hashed_dict(cfg: ExperimentConfig) -> dict[str, Any]:
     """The part of the config that defines what a run computes."""
     tree = to_dict(cfg)
+    kept = {key: tree["runtime"][key] for key in HASHED_RUNTIME_KEYS}
     for key in UNHASHED_SECTIONS + UNHASHED_KEYS:
         tree.pop(key, None)
+    tree["runtime"] = kept
     return tree
 
 

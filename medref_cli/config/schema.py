@@ -82,11 +82,38 @@ class TrainConfig:
     unlabeled_batch_size: int = 0
     lr: float = 3e-4
     min_lr: float = 1e-6
-    weight_decay: float = 0.05
+    # AdamW weight decay (paper silent; the reference uses torch's default, 0.01)
+    weight_decay: float = 0.01
     burnin_epochs: int = 5
-    epochs: int = 100
-    # stop when validation Dice has not improved for this many epochs (0 = never)
+    # length of one burn-in epoch: "unlabeled" = as long as the unlabeled pass, ceil(N_u / batch) steps
+    # (the reference); "labeled" = one pass over the labeled split
+    burnin_epoch: str = "unlabeled"
+    # labeled batches in epochs counted by the unlabeled pass: "replacement" = drawn with replacement
+    # (the reference's RandomSampler); "cycle" = endless shuffled passes over the labeled split
+    labeled_draw: str = "replacement"
+    # labeled ITCL during burn-in (the paper's eq. 2 trains burn-in on DiceCE alone; the reference: true)
+    burnin_itcl: bool = False
+    # "run" = one AdamW and one LR schedule over burn-in and SSL, SSL starting from the last burn-in
+    # weights (the reference); "phase" = a fresh AdamW and schedule per phase, SSL from the best burn-in
+    optimizer_scope: str = "run"
+    # cosine period in epochs (0 = the whole training length, so the lr reaches min_lr at the end, the
+    # paper's "cosine annealing to 1e-6"; the reference: CosineAnnealingLR(T_max=200) over 100 epochs)
+    lr_period_epochs: int = 0
+    # "epoch" = the lr changes at epoch ends (the reference's Lightning default); "step" = every step
+    lr_step: str = "epoch"
+    # SSL epochs after burn-in (the reference's max_epochs 100 count the 5 burn-in epochs too)
+    epochs: int = 95
+    # stop when validation Dice has not improved by more than min_delta for this many epochs (0 = never),
+    # never before min_epochs epochs (burn-in included when select_over is "run"; the reference: 30, 1e-3, 20)
     patience: int = 30
+    min_delta: float = 0.001
+    min_epochs: int = 20
+    # model selection and early stopping over the whole run, burn-in validations included ("run", the
+    # reference), or over the SSL phase only ("phase")
+    select_over: str = "run"
+    # supervised run of the SAME number of optimizer steps as the semi-supervised run of this config:
+    # `medref burnin` trains burnin_epochs + epochs epochs (the control of Tables 1 and 2)
+    step_matched: bool = False
     # validate every N epochs
     val_every: int = 1
     # steps per epoch cap (0 = a full pass over the data)
@@ -98,9 +125,14 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class SSLConfig:
-    # how to pick the model kept from the SSL phase on validation Dice: teacher | student | best
-    select: str = "best"
+    # how to pick the model kept on validation Dice: teacher | student | best (paper silent; the reference
+    # validates, keeps and tests the student)
+    select: str = "student"
     ema: bool = True
+    # the EMA teacher tracks the student during burn-in too, at ema_momentum_start (the reference)
+    ema_in_burnin: bool = True
+    # the lambda_u ramp and the EMA warm-up advance once per epoch ("epoch", the reference) or per step
+    ramp_every: str = "epoch"
     ema_momentum: float = 0.999
     # momentum rises linearly from ema_momentum_start to ema_momentum over this many epochs
     ema_momentum_start: float = 0.99
@@ -172,12 +204,14 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class RuntimeConfig:
-    """How a run is executed, not what it computes: excluded from the config hash."""
+    """How a run is executed, not what it computes: excluded from the config hash (but `amp`)."""
 
     # cpu | cuda:N | auto
     device: str = "auto"
     results_dir: str = "results"
-    amp: bool = True
+    # bf16 autocast on CUDA (the reference and the paper: fp32). It changes the numbers, so it is part of
+    # the config hash (HASHED_RUNTIME_KEYS): fp32 and bf16 runs are different experiments
+    amp: bool = False
     channels_last: bool = True
     compile: bool = False
     log_every: int = 10
@@ -202,6 +236,8 @@ class ExperimentConfig:
 
 # sections whose values do not change what a run computes
 UNHASHED_SECTIONS = ("runtime",)
+# keys of those sections that do change the numbers, and so are hashed
+HASHED_RUNTIME_KEYS = ("amp",)
 # keys that name the experiment rather than define it
 UNHASHED_KEYS = ("name",)
 
@@ -223,5 +259,11 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "ssl.student_passes": ("separate", "joint"),
     "ssl.contrastive": ("none", "itcl", "clip"),
     "ssl.select": ("teacher", "student", "best"),
+    "ssl.ramp_every": ("epoch", "step"),
+    "train.burnin_epoch": ("unlabeled", "labeled"),
+    "train.labeled_draw": ("replacement", "cycle"),
+    "train.optimizer_scope": ("run", "phase"),
+    "train.lr_step": ("epoch", "step"),
+    "train.select_over": ("run", "phase"),
     "eval.split": ("train", "valid", "test"),
 }

@@ -28,6 +28,8 @@ class LoadedModel:
     source_run: int | None
     checkpoint: Path
     weights: dict | None = None  # the encoders' identity recorded at training (None: an older checkpoint)
+    # which model's weights: student | teacher (what the selection kept, when "selected" was asked for)
+    evaluated: str = "student"
 
 
 def checkpoint_of_run(ledger: Ledger, run_id: int) -> tuple[Path, str]:
@@ -41,7 +43,26 @@ def checkpoint_of_run(ledger: Ledger, run_id: int) -> tuple[Path, str]:
     return Path(checkpoints[-1]["path"]), checkpoints[-1]["sha256"]
 
 
-def load_model(path: Path, sha256: str | None, device: torch.device, source_run: int | None) -> LoadedModel:
+WEIGHTS = ("selected", "student", "teacher")
+
+
+def chosen_weights(state: dict, weights: str, path: Path) -> tuple[dict, str]:
+    """The model state `weights` names in a checkpoint, and what it is: "selected" = the weights the
+    run's selection rule kept (ssl.select; the student by default, which is what the reference
+    evaluates), "student" / "teacher" = that model at the selected validation (train runs keep both)."""
+    if weights not in WEIGHTS:
+        raise MedrefError(f"--weights must be one of {', '.join(WEIGHTS)}, got '{weights}'")
+    if weights == "selected":
+        return state["model"], str(state.get("selected", "student"))
+    kept = state.get("student_teacher") or {}
+    if weights not in kept:
+        has = ", ".join(sorted(kept)) or "only its selected weights"
+        raise MedrefError(f"{path} keeps no {weights} weights (it has {has}); a train run keeps both")
+    return kept[weights], weights
+
+
+def load_model(path: Path, sha256: str | None, device: torch.device, source_run: int | None,
+               weights: str = "selected") -> LoadedModel:
     from medref_cli.models.preflight import without_visual_download
     from medref_cli.models.registry import create_model
 
@@ -49,9 +70,10 @@ def load_model(path: Path, sha256: str | None, device: torch.device, source_run:
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise MedrefError(f"{path} is not a medref checkpoint (no model state and config in it)")
     cfg = from_dict(state["config"])
+    model_state, which = chosen_weights(state, weights, path)
     model = create_model(without_visual_download(cfg.model), int(state["text_dim"]))  # every weight is in `state`
-    model.load_state_dict(state["model"])
-    return LoadedModel(cfg, model.to(device).eval(), source_run, path, state.get("weights"))
+    model.load_state_dict(model_state)
+    return LoadedModel(cfg, model.to(device).eval(), source_run, path, state.get("weights"), which)
 
 
 def with_data(cfg: ExperimentConfig, data_root: Path | None, dataset: str | None, results_dir: str,
@@ -76,6 +98,7 @@ def evaluate_recorded(
     results_dir: str,
     device_spec: str,
     batch_size: int | None = None,
+    weights: str = "selected",
 ) -> tuple[int, EvalResult]:
     """Evaluate and record an `evaluate` run (child of the source run). Returns (run id, result)."""
     from medref_cli.data.cache import load_split
@@ -85,11 +108,13 @@ def evaluate_recorded(
 
     if (run_id is None) == (checkpoint is None):
         raise MedrefError("give either a RUN_ID or --checkpoint PATH")
+    if weights not in WEIGHTS:
+        raise MedrefError(f"--weights must be one of {', '.join(WEIGHTS)}, got '{weights}'")
     device = resolve_device(device_spec)
     ledger = open_ledger(ledger_url, create=run_id is None)
     try:
         path, sha = checkpoint_of_run(ledger, run_id) if run_id is not None else (checkpoint, None)
-        loaded = load_model(Path(path), sha, device, run_id)
+        loaded = load_model(Path(path), sha, device, run_id, weights)
         cfg = with_data(loaded.cfg, data_root, dataset, results_dir, device_spec)
         if split not in ("train", "valid", "test"):
             raise MedrefError(f"--split must be train, valid or test, got '{split}'")
@@ -104,7 +129,8 @@ def evaluate_recorded(
         tensors = load_split(records, cfg.data.image_size, cache_dir=tensor_cache_dir(cfg)).to(device)
         batch = batch_size or cfg.train.batch_size
         with record_run(ledger, "evaluate", cfg, parent_id=run_id, **data.ledger_facts(),
-                        tags={"split": split, "checkpoint": str(Path(path).resolve())},
+                        tags={"split": split, "checkpoint": str(Path(path).resolve()),
+                              "evaluated_weights": loaded.evaluated, "weights_asked": weights},
                         weights={**(loaded.weights or {}), "text": encoder.identity}) as run:
             result = evaluate_split(loaded.model, tensors, cache, cfg.eval.threshold, batch, cfg.runtime.amp,
                                     channels_last=False)

@@ -163,7 +163,7 @@ def _block(title: str, dataset: str, specs: list[RowSpec], columns: list[Column]
     for spec in specs:
         for ratio in sorted({c.ratio for c in columns}):
             cands = [v for v in ctx.views if v.run.dataset == dataset and same_ratio(v.run.label_ratio, ratio)
-                     and spec.takes(v.run.kind, v.run.backbone, v.components)]
+                     and spec.takes(v.run.kind, v.run.backbone, v.components, v.step_matched)]
             placed |= {v.run.id for v in cands}
             selections[(spec.label, ratio)] = select_runs(cands, needed, ctx.current)
     rows = [_row(spec, columns, selections, ctx) for spec in specs]
@@ -182,6 +182,8 @@ def _unplaced_notes(scope: list[RunView], placed: set[int], ratios: Sequence[flo
             continue
         if not any(same_ratio(v.run.label_ratio, r) for r in ratios):
             why = "label ratio not a column of this table"
+        elif v.run.kind == "burnin" and not v.step_matched:
+            why = "burn-in phases; the supervised rows show step-matched supervised runs"
         else:
             why = "SSL components match no row of this table"
         reasons.setdefault(why, []).append(v.run.id)

@@ -21,10 +21,13 @@ BASELINES = {
     "table2": "each row against Baseline",
     "table3": "each row against Baseline",
 }
+STEP_MATCHED = ("supervised runs on the labeled split only with the same number of optimizer steps as the "
+                "semi-supervised runs: (burn-in + SSL epochs) x ceil(N_unlabeled / batch) steps, labeled batches "
+                "drawn as in those runs (at 100%, epochs of one labeled pass)")
 SETTINGS = {
-    "table1": "Supervised rows: burn-in runs on the labeled split only (at 100%, the fully supervised model). "
+    "table1": f"Supervised rows: {STEP_MATCHED}. "
               "Ours: semi-supervised runs with T-S EMA, ImgStrong, PosAug, T-PatchMix and ITCL.",
-    "table2": "Baseline: burn-in runs (supervised, labeled split only); the other rows are semi-supervised runs "
+    "table2": f"Baseline: {STEP_MATCHED}; the other rows are semi-supervised runs "
               "with ImgStrong, adding components one by one.",
     "table3": "At 1% labels. Baseline: T-S EMA with ImgStrong; every other row adds the components checked "
               "(w/ CutMix and w/ SPC replace T-PatchMix by naive CutMix or by SPC).",

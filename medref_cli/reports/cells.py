@@ -38,11 +38,16 @@ class RunView:
     run: RunRecord
     identity: str
     components: Components | None  # train runs only
+    step_matched: bool = False  # a supervised run as long as its semi-supervised run (train.step_matched)
 
 
 def view_run(run: RunRecord) -> RunView:
     comps = components(run.config) if run.kind == "train" else None
-    return RunView(run, identity_hash(run.config), comps)
+    return RunView(run, identity_hash(run.config), comps, step_matched_run(run.config))
+
+
+def step_matched_run(recorded: dict) -> bool:
+    return bool((recorded.get("train") or {}).get("step_matched", False))
 
 
 @dataclass

@@ -1,6 +1,8 @@
 """The layout of Tables 1-3: which runs make each row, the check-mark columns, the label ratios.
 
-A `burnin` run is the supervised backbone. A `train` run belongs to the row whose components
+A supervised row (Table 1's backbones, Table 2's Baseline) takes `burnin` runs with
+train.step_matched: supervised runs of as many optimizer steps as the semi-supervised runs they
+are compared with (a plain burn-in is a phase of a semi-supervised run, not a baseline). A `train` run belongs to the row whose components
 equal its recorded `config["ssl"]` components exactly; a run that matches no row is not shown.
 """
 
@@ -37,11 +39,14 @@ class RowSpec:
     components: Components | None = None  # required for train rows
     checks: tuple[bool, ...] = ()
     baseline: str | None = None  # label of the row this one is tested against
+    step_matched: bool = False  # burnin rows: only step-matched supervised runs
 
-    def takes(self, kind: str, backbone: str | None, comps: Components | None) -> bool:
+    def takes(self, kind: str, backbone: str | None, comps: Components | None, step_matched: bool = False) -> bool:
         if kind != self.kind or backbone != self.backbone:
             return False
-        return self.kind != "train" or comps == self.components
+        if self.kind == "burnin":
+            return step_matched == self.step_matched
+        return comps == self.components
 
 
 def ratio_label(ratio: float) -> str:
@@ -54,7 +59,7 @@ def same_ratio(a: float | None, b: float) -> bool:
 
 def table1_rows(backbones: list[str]) -> list[RowSpec]:
     """Supervised rows first, then the Ours rows, as in the paper."""
-    supervised = [RowSpec(supervised_label(b), "burnin", b) for b in backbones]
+    supervised = [RowSpec(supervised_label(b), "burnin", b, step_matched=True) for b in backbones]
     ours = [RowSpec(ours_label(b), "train", b, FULL_METHOD, baseline=supervised_label(b)) for b in backbones]
     return supervised + ours
 
@@ -72,7 +77,7 @@ def table2_rows(backbone: str) -> list[RowSpec]:
         ("+ T-PatchMix", _ssl(posaug=True, mix="tpatchmix")),
         ("+ ITCL (Ours)", FULL_METHOD),
     ]
-    rows = [RowSpec("Baseline", "burnin", backbone, None, _table2_checks(None))]
+    rows = [RowSpec("Baseline", "burnin", backbone, None, _table2_checks(None), step_matched=True)]
     rows += [RowSpec(label, "train", backbone, c, _table2_checks(c), baseline="Baseline") for label, c in specs]
     return rows
 

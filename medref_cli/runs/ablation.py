@@ -5,7 +5,9 @@ holding only its differences from the base) layered on the user's --config, with
 for both the split and the training. Its identity is what its run will record: the kind
 (`burnin` for a supervised row, `train` otherwise), the config hash (for a burn-in, of the
 SSL-independent burn-in config), the split hash and the data hash. Every (ratio, seed) group
-gets one burn-in cell, shared by all its rows (Table 2's Baseline row is that burn-in).
+gets one burn-in cell, shared by all its rows. Table 2's Baseline row is NOT that burn-in: it is
+the step-matched supervised control (train.step_matched), as many optimizer steps as the
+semi-supervised rows.
 
 States: done (a finished run with this identity and the current code version), stale (finished,
 but by other code), failed (the newest attempt failed, was killed or was lost), running,
@@ -137,17 +139,19 @@ def build_cells(
                 layered = {**row_overrides(folder / row.file), **overrides,
                            "split.ratio": ratio, "split.seed": seed, "train.seed": seed}
                 group.append(Cell(row.name, row.kind, ratio, seed, load_config(config, layered, sets)))
-            if not any(c.kind == "burnin" for c in group):
-                base = group[0].cfg
-                group.insert(0, Cell(BURNIN_ROW, "burnin", ratio, seed, dataclasses.replace(base, name="burn-in")))
+            if not any(c.kind == "burnin" and not c.cfg.train.step_matched for c in group):
+                base = next((c.cfg for c in group if c.kind == "train"), group[0].cfg)
+                plain = dataclasses.replace(base, name="burn-in",
+                                            train=dataclasses.replace(base.train, step_matched=False))
+                group.insert(0, Cell(BURNIN_ROW, "burnin", ratio, seed, plain))
             cells.extend(group)
     return cells
 
 
 def recorded_hash(cell: Cell) -> str:
-    from medref_cli.runs.burnin_run import burnin_config
+    from medref_cli.runs.burnin_run import supervised_config
 
-    return config_hash(burnin_config(cell.cfg) if cell.kind == "burnin" else cell.cfg)
+    return config_hash(supervised_config(cell.cfg) if cell.kind == "burnin" else cell.cfg)
 
 
 def identify(cells: list[Cell]) -> None:

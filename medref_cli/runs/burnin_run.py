@@ -1,6 +1,8 @@
 """`medref burnin`: supervised training on the labeled split, recorded in the ledger.
 
-With ratio 1.0 this is the fully supervised baseline of Table 1. The best checkpoint (by
+With ratio 1.0 this is the fully supervised baseline of Table 1; with train.step_matched it is the
+supervised control, as many optimizer steps as the semi-supervised run of the same config
+(`phases.supervised_epochs`). The best checkpoint (by
 validation Dice) is saved atomically with its sha256, and the test split is evaluated with it:
 global and per-image Dice/IoU as final metrics, per-image scores for paired tests. The resume
 checkpoint `last.pt` is kept up to date while it trains; `resume_burnin` continues a killed,
@@ -18,7 +20,7 @@ from pathlib import Path
 
 from torch import nn
 
-from medref_cli.config import ExperimentConfig, SSLConfig, TrainConfig, to_dict
+from medref_cli.config import ExperimentConfig, SSLConfig, to_dict
 from medref_cli.evaluation.evaluate import EvalResult, evaluate_split
 from medref_cli.ledger import Ledger, RunRecorder, open_ledger, record_run, reopen_run
 from medref_cli.runs.progress import Progress
@@ -36,6 +38,7 @@ from medref_cli.runtime import distributed
 from medref_cli.runtime.build import build_model
 from medref_cli.runtime.checkpoint import save_checkpoint
 from medref_cli.training.metric_window import MetricSink
+from medref_cli.training.phases import epoch_plan, supervised_epochs
 from medref_cli.training.supervised import FitResult, fit_supervised
 
 CHECKPOINT_FORMAT = 1
@@ -49,17 +52,33 @@ class TrainOutcome:
     test: EvalResult
 
 
+BURNIN_SSL_KEYS = ("zoom_min", "zoom_max", "zoom_prob", "zoom_mode", "ema", "ema_in_burnin", "ema_momentum_start", "ema_momentum",
+                   "ema_warmup_epochs")
+# what labeled ITCL during burn-in reads
+ITCL_SSL_KEYS = ("contrastive", "itcl_tau", "itcl_empty_match", "lambda_itcl_sup")
+
+
 def burnin_config(cfg: ExperimentConfig) -> ExperimentConfig:
     """The config a burn-in run records: the SSL-only settings back at their defaults.
 
     The burn-in computes the same thing whatever the SSL phase will do, so every ablation row of
-    one backbone, ratio, seed and data set shares (and reuses) one burn-in run.
+    one backbone, ratio, seed and data set shares (and reuses) one burn-in run. It keeps what it
+    reads: the weak view, the EMA teacher it tracks, the ITCL settings when train.burnin_itcl is
+    on, and the train section (the SSL length sets a run-long LR schedule). Never step-matched.
     """
-    ssl = dataclasses.replace(SSLConfig(), zoom_min=cfg.ssl.zoom_min, zoom_max=cfg.ssl.zoom_max,
-                              zoom_prob=cfg.ssl.zoom_prob, zoom_mode=cfg.ssl.zoom_mode)
-    train = dataclasses.replace(cfg.train, epochs=TrainConfig().epochs,
-                                unlabeled_batch_size=TrainConfig().unlabeled_batch_size)
+    keep = BURNIN_SSL_KEYS + (ITCL_SSL_KEYS if cfg.train.burnin_itcl else ())
+    ssl = dataclasses.replace(SSLConfig(), **{k: getattr(cfg.ssl, k) for k in keep})
+    train = dataclasses.replace(cfg.train, step_matched=False)
     return dataclasses.replace(cfg, ssl=ssl, train=train)
+
+
+def supervised_config(cfg: ExperimentConfig) -> ExperimentConfig:
+    """The config `medref burnin` records: the burn-in's, or (train.step_matched) the step-matched
+    supervised control's, which keeps no EMA teacher."""
+    if not cfg.train.step_matched:
+        return burnin_config(cfg)
+    base = burnin_config(cfg)
+    return dataclasses.replace(base, train=dataclasses.replace(base.train, step_matched=True))
 
 
 def checkpoint_state(kind: str, cfg: ExperimentConfig, model: nn.Module, text_dim: int, fit: FitResult,
@@ -162,29 +181,51 @@ def _fit(run: RunRecorder | None, inputs: RunInputs, model: nn.Module, resume: d
     cfg = inputs.cfg
     sinks = Sinks.of(run, cfg, "burnin")
     return fit_supervised(model, inputs.tensors.labeled, inputs.tensors.valid, inputs.text_cache, cfg,
-                          cfg.train.burnin_epochs, sinks.log, sinks.progress, checkpoints=sinks.checkpoints,
-                          resume=resume)
+                          supervised_epochs(cfg), sinks.log, sinks.progress, checkpoints=sinks.checkpoints,
+                          resume=resume, n_unlabeled=inputs.n_unlabeled,
+                          phase="supervised" if cfg.train.step_matched else "burnin")
+
+
+def _finish(run: RunRecorder, inputs: RunInputs, model: nn.Module, fit: FitResult) -> TrainOutcome:
+    """Record a burn-in (with the hand-off its SSL phase continues from) or a supervised control."""
+    if inputs.cfg.train.step_matched:
+        run.merge_tags(step_matched=True, planned_steps=planned_supervised_steps(inputs))
+        return finish_run(run, inputs, model, fit, "burnin")
+    extra = {"handoff": fit.handoff.state_dict()} if fit.handoff is not None else None
+    return finish_run(run, inputs, model, fit, "burnin", extra)
+
+
+def planned_supervised_steps(inputs: RunInputs) -> int:
+    cfg = inputs.cfg
+    phase = "supervised" if cfg.train.step_matched else "burnin"
+    return sum(epoch_plan(cfg, len(inputs.tensors.labeled), inputs.n_unlabeled, supervised_epochs(cfg), phase))
 
 
 def run_burnin(cfg: ExperimentConfig, ledger_url: str, inputs: RunInputs | None = None) -> TrainOutcome | None:
     """Train and record a burn-in run. `inputs` (prepared for the same data and split) avoids loading
     twice. None on the ranks other than 0 of a multi-process run."""
-    cfg = burnin_config(cfg)
+    return burnin_with_fit(cfg, ledger_url, inputs)[0]
+
+
+def burnin_with_fit(cfg: ExperimentConfig, ledger_url: str, inputs: RunInputs | None = None
+                    ) -> tuple[TrainOutcome | None, FitResult]:
+    """`run_burnin`, with the fit itself (on every rank: its hand-off is what SSL continues from)."""
+    cfg = supervised_config(cfg)
     inputs = prepare(cfg, ledger_url) if inputs is None else dataclasses.replace(inputs, cfg=cfg)
     model = build_model(cfg, inputs.encoder.dim, inputs.device)
     check_results_room(cfg, model)
     with main_rank_run(ledger_url, "burnin", cfg, inputs) as run:
         fit = _fit(run, inputs, model, None)
-        return None if run is None else finish_run(run, inputs, model, fit, "burnin")
+        return (None if run is None else _finish(run, inputs, model, fit)), fit
 
 
 def resume_burnin(ledger_url: str, run_id: int, given: ExperimentConfig, keys: set[str]) -> TrainOutcome | None:
     """Continue a killed, lost or failed burn-in run as the same ledger run (config as recorded;
     `keys` are the options the user gave, refused where they conflict with the record)."""
-    source = load_resume_source(ledger_url, run_id, "burnin", given, keys, burnin_config)
+    source = load_resume_source(ledger_url, run_id, "burnin", given, keys, supervised_config)
     inputs = resume_inputs(source, ledger_url)
     model = build_model(source.cfg, inputs.encoder.dim, inputs.device)
     check_results_room(source.cfg, model)
     with main_rank_reopen(ledger_url, source, "burnin") as run:
         fit = _fit(run, inputs, model, source.state)
-        return None if run is None else finish_run(run, inputs, model, fit, "burnin")
+        return None if run is None else _finish(run, inputs, model, fit)

@@ -41,7 +41,10 @@ class RunInputs:
     tensors: RunData
     encoder: TextEncoder
     text_cache: TextFeatureCache
+    # size of the unlabeled split of the manifest (sets the epoch length; known on every rank)
+    n_unlabeled: int = 0
     weights: dict = field(default_factory=dict)  # identity of both encoders (models.preflight)
+
 
 
 def decode_or_cached(cfg: ExperimentConfig, records: list[SampleRecord]) -> tuple[SplitTensors, bool]:
@@ -113,4 +116,4 @@ def prepare(cfg: ExperimentConfig, ledger_url: str, need_unlabeled: bool = False
     manifest, _, _ = planned_split(cfg, data)
     tensors = split_records(cfg, data, manifest, need_unlabeled, device)  # the data decodes before any write
     split = ensure_split(cfg, ledger_url, data) if main else None
-    return RunInputs(cfg, device, data, split, tensors, encoder, cache, flight.weights)
+    return RunInputs(cfg, device, data, split, tensors, encoder, cache, len(manifest.unlabeled), flight.weights)

@@ -11,6 +11,8 @@ burn-in when it died before the first one), as the same ledger run.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from torch import nn
 
 from medref_cli.config import ExperimentConfig, config_hash
@@ -21,11 +23,11 @@ from medref_cli.runs.burnin_run import (
     Sinks,
     TrainOutcome,
     burnin_config,
+    burnin_with_fit,
     finish_run,
     main_rank_reopen,
     main_rank_run,
     resume_inputs,
-    run_burnin,
 )
 from medref_cli.runs.resume_run import (
     check_results_room,
@@ -35,6 +37,7 @@ from medref_cli.runs.setup import RunInputs, prepare
 from medref_cli.runtime import distributed
 from medref_cli.runtime.build import build_model
 from medref_cli.runtime.checkpoint import load_checkpoint
+from medref_cli.training.phases import Handoff
 from medref_cli.training.ssl_loop import fit_ssl
 
 
@@ -52,27 +55,50 @@ def find_burnin(ledger_url: str, cfg: ExperimentConfig, split_hash: str, data_ha
         ledger.dispose()
 
 
-def burnin_weights(ledger_url: str, burnin_id: int) -> dict:
-    """The model state of a recorded burn-in run's checkpoint (sha256 verified)."""
+def burnin_checkpoint(ledger_url: str, burnin_id: int) -> tuple[Path, str]:
+    """The checkpoint file of a recorded burn-in run and its sha256 (read on rank 0, given to all)."""
     from medref_cli.evaluation.evaluate_run import checkpoint_of_run
 
-    ledger = open_ledger(ledger_url)
-    try:
-        path, sha = checkpoint_of_run(ledger, burnin_id)
-    finally:
-        ledger.dispose()
+    def read() -> tuple[Path, str]:
+        ledger = open_ledger(ledger_url)
+        try:
+            return checkpoint_of_run(ledger, burnin_id)
+        finally:
+            ledger.dispose()
+
+    return distributed.from_main(read)
+
+
+def burnin_weights(ledger_url: str, burnin_id: int) -> dict:
+    """The model state of a recorded burn-in run's checkpoint (sha256 verified)."""
+    path, sha = burnin_checkpoint(ledger_url, burnin_id)
     return load_checkpoint(path, sha)["model"]
 
 
+def start_from(cfg: ExperimentConfig, student: nn.Module, state: dict) -> tuple[Handoff | None, dict]:
+    """Load the SSL phase's start weights from a burn-in checkpoint state: the last burn-in weights
+    when the phases are one run (train.optimizer_scope run), else the best. Returns the hand-off
+    and the burn-in's best weights."""
+    handoff = Handoff.from_state(state.get("handoff"))
+    if handoff is not None and cfg.train.optimizer_scope == "run":
+        student.load_state_dict(handoff.last_model)
+    else:
+        student.load_state_dict(state["model"])
+    return handoff, state["model"]
+
+
 def _fit_and_finish(run: RunRecorder | None, inputs: RunInputs, student: nn.Module,
-                    resume: dict | None) -> TrainOutcome | None:
+                    resume: dict | None, handoff: Handoff | None = None,
+                    burnin_best: dict | None = None) -> TrainOutcome | None:
     cfg, t = inputs.cfg, inputs.tensors
     sinks = Sinks.of(run, cfg, "train")
     fit, winner = fit_ssl(student, t.labeled, t.unlabeled, t.valid, inputs.text_cache, cfg, sinks.log,
-                          sinks.progress, checkpoints=sinks.checkpoints, resume=resume)
+                          sinks.progress, checkpoints=sinks.checkpoints, resume=resume, handoff=handoff,
+                          burnin_best=burnin_best)
     if run is None:  # a rank other than 0
         return None
-    outcome = finish_run(run, inputs, student, fit, "train", {"selected": winner})
+    # both models' weights at the selected validation: `medref evaluate --weights student|teacher`
+    outcome = finish_run(run, inputs, student, fit, "train", {"selected": winner, "student_teacher": fit.weights})
     run.merge_tags(selected=winner)
     if fit.teacher_checks:
         run.merge_tags(teacher_identical_checks=fit.teacher_checks)
@@ -101,18 +127,18 @@ def run_train(cfg: ExperimentConfig, ledger_url: str) -> tuple[int, bool, TrainO
     check_results_room(cfg, student)
     if found is not None:
         burnin_id, (path, sha) = found
-        student.load_state_dict(load_checkpoint(path, sha)["model"])
         reused = True
     else:
-        outcome = run_burnin(cfg, ledger_url, inputs)
+        outcome, _ = burnin_with_fit(cfg, ledger_url, inputs)
         burnin_id = distributed.from_main(lambda: outcome.run_id)
-        if outcome is not None:  # the other ranks start the SSL phase from rank 0's weights (DDP)
-            student.load_state_dict(burnin_weights(ledger_url, burnin_id))
+        path, sha = burnin_checkpoint(ledger_url, burnin_id)
         reused = False
+    # every rank reads the same file: the hand-off (optimiser, teacher) must be equal on all of them
+    handoff, best = start_from(cfg, student, load_checkpoint(path, sha))
     with main_rank_run(ledger_url, "train", cfg, inputs, parent_id=burnin_id) as run:
         if run is not None:
             run.merge_tags(burnin_reused=reused)
-        return burnin_id, reused, _fit_and_finish(run, inputs, student, None)
+        return burnin_id, reused, _fit_and_finish(run, inputs, student, None, handoff, best)
 
 
 def resume_train(ledger_url: str, run_id: int, given: ExperimentConfig,
@@ -123,11 +149,11 @@ def resume_train(ledger_url: str, run_id: int, given: ExperimentConfig,
     student = build_model(source.cfg, inputs.encoder.dim, inputs.device)
     check_results_room(source.cfg, student)
     burnin_id = source.run.parent_id
+    handoff, best = None, None
     if source.state is None:  # died before its first resume checkpoint: restart from the burn-in
         if burnin_id is None:
             raise MedrefError(f"train run {run_id} records no burn-in run to start from")
-        if distributed.current().is_main:  # the other ranks start from rank 0's weights (DDP)
-            student.load_state_dict(burnin_weights(ledger_url, burnin_id))
+        handoff, best = start_from(source.cfg, student, load_checkpoint(*burnin_checkpoint(ledger_url, burnin_id)))
     reused = bool((source.run.tags or {}).get("burnin_reused", False))
     with main_rank_reopen(ledger_url, source, "train") as run:
-        return burnin_id, reused, _fit_and_finish(run, inputs, student, source.state)
+        return burnin_id, reused, _fit_and_finish(run, inputs, student, source.state, handoff, best)

@@ -1,13 +1,17 @@
-"""The semi-supervised phase: EMA teacher, unlabeled epochs, labeled batches cycled to match.
+"""The semi-supervised phase: EMA teacher, unlabeled epochs, labeled batches drawn to match.
 
 An epoch is one pass over the unlabeled split (capped by train.max_steps_per_epoch); labeled
-batches are drawn from endless shuffled passes over the labeled split, so every step sees a
-full labeled batch. Schedules run on the fractional epoch since the SSL phase began: the EMA
-momentum rises from ssl.ema_momentum_start to ssl.ema_momentum over ssl.ema_warmup_epochs (the
-reference implementation's warm-up; 0 epochs = constant), lambda_u ramps linearly from 0 over
+batches are drawn with replacement (train.labeled_draw replacement, the reference) or from
+endless shuffled passes over the labeled split, so every step sees a full labeled batch.
+Schedules run on the SSL epochs done (ssl.ramp_every epoch, the reference; or the fraction, per
+step): the EMA momentum rises from ssl.ema_momentum_start to ssl.ema_momentum over
+ssl.ema_warmup_epochs (0 epochs = constant), lambda_u ramps linearly from 0 over
 ssl.lambda_u_ramp_epochs. The teacher's float buffers (BatchNorm statistics, if any) are
-averaged like its parameters. Model selection: validation Dice of the teacher and/or student
-(ssl.select), the best weights kept.
+averaged like its parameters. With a burn-in hand-off (`phases.Handoff`) the phase continues the
+burn-in's optimiser and LR schedule (train.optimizer_scope run), its EMA teacher
+(ssl.ema_in_burnin) and its model selection (train.select_over run: burn-in validations compete,
+patience and min_epochs count run epochs). Model selection: validation Dice of the teacher and/or
+student (ssl.select); the weights of both at the selected validation are kept.
 """
 
 from __future__ import annotations
@@ -28,10 +32,25 @@ from medref_cli.runtime.batches import epoch_batches, take
 from medref_cli.runtime.build import seed_everything
 from medref_cli.runtime.step_model import step_model
 from medref_cli.training.ema import EMATeacher
-from medref_cli.training.loop_state import CheckpointWriter, CycledBatches, LoopPosition, ProgressDisplay
+from medref_cli.training.loop_state import (
+    CheckpointWriter,
+    CycledBatches,
+    LoopPosition,
+    ProgressDisplay,
+    cpu_tensors,
+)
 from medref_cli.training.metric_window import MetricSink, MetricWindow
+from medref_cli.training.phases import (
+    Handoff,
+    ReplacementBatches,
+    build_schedule,
+    burnin_steps_per_epoch,
+    ramp_epochs_in,
+    schedule_ticks,
+    ssl_steps_per_epoch,
+    steps_lr_every_step,
+)
 from medref_cli.training.schedules import (
-    build_cosine_scheduler,
     build_optimizer,
     ema_momentum,
     lambda_u_weight,
@@ -41,7 +60,6 @@ from medref_cli.training.supervised import (
     BestKeeper,
     FitResult,
     LoopParts,
-    steps_per_epoch,
     validation_scores,
 )
 
@@ -77,6 +95,13 @@ def _candidates(cfg: ExperimentConfig, student: nn.Module, teacher: EMATeacher |
     return {"teacher": teacher.model, "student": student}
 
 
+def _pair(student: nn.Module, teacher: EMATeacher | None) -> dict[str, dict[str, torch.Tensor]]:
+    pair = {"student": cpu_tensors(student.state_dict())}
+    if teacher is not None:
+        pair["teacher"] = cpu_tensors(teacher.state_dict())
+    return pair
+
+
 def fit_ssl(
     student: nn.Module,
     labeled: SplitTensors,
@@ -88,12 +113,15 @@ def fit_ssl(
     progress: ProgressDisplay,
     checkpoints: CheckpointWriter | None = None,
     resume: dict[str, Any] | None = None,
+    handoff: Handoff | None = None,
+    burnin_best: dict[str, torch.Tensor] | None = None,
 ) -> tuple[FitResult, str]:
     """Train; leave `student` holding the selected best weights. Returns (result, which model won).
 
     The process-wide random states are seeded at the start, so the phase computes the same
     whether its burn-in ran in this process or was reused. `checkpoints` writes the resume state;
-    `resume` continues from one.
+    `resume` continues from one. `handoff` and `burnin_best` (the burn-in's best weights) carry
+    the burn-in over (module docstring).
     """
     device = labeled.images.device
     seed = cfg.train.seed
@@ -103,21 +131,36 @@ def fit_ssl(
     view_gen = torch.Generator(device=device).manual_seed(seed + 12 + per_rank)
     text_rng = random.Random(seed + 13 + per_rank)
     unl_batch = cfg.train.unlabeled_batch_size or cfg.train.batch_size
-    per_epoch = steps_per_epoch(len(unlabeled), unl_batch, cfg.train.max_steps_per_epoch)
+    per_epoch = ssl_steps_per_epoch(cfg, len(unlabeled))
     epochs = cfg.train.epochs
     total = max(1, per_epoch * epochs)
     optimizer = build_optimizer(student, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    parts = LoopParts(optimizer, build_cosine_scheduler(optimizer, total, cfg.train.min_lr),
-                      BestKeeper(cfg.train.patience), {"order": order_gen, "view": view_gen, "text": text_rng},
+    burnin_per_epoch = burnin_steps_per_epoch(cfg, len(labeled), len(unlabeled))
+    scheduler = build_schedule(optimizer, cfg, schedule_ticks(cfg, "ssl", burnin_per_epoch, per_epoch))
+    keeper = BestKeeper(cfg.train.patience, cfg.train.min_delta, cfg.train.min_epochs)
+    epoch_offset = 0  # run epochs before this phase that the selection counts
+    if handoff is not None and cfg.train.optimizer_scope == "run":
+        optimizer.load_state_dict(handoff.optimizer)
+        scheduler.load_state_dict(handoff.scheduler)
+    if handoff is not None and cfg.train.select_over == "run":
+        keeper.load_state_dict({**handoff.keeper, "state": burnin_best})
+        epoch_offset = handoff.epochs_run
+    parts = LoopParts(optimizer, scheduler, keeper, {"order": order_gen, "view": view_gen, "text": text_rng},
                       LoopPosition(done=epochs < 1), [])
     loss_fn = DiceCELoss(cfg.train.dice_weight, cfg.train.ce_weight)
     # wrapped before the teacher is copied: several processes start from rank 0's weights
     stepped = step_model(student, device, uses_embed=cfg.ssl.contrastive != "none",
                          compile_model=cfg.runtime.compile)
     teacher = EMATeacher(student) if cfg.ssl.ema else None
+    if teacher is not None and handoff is not None and handoff.teacher is not None and cfg.ssl.ema_in_burnin:
+        teacher.load_state_dict(handoff.teacher)
     teacher_model = teacher.model if teacher is not None else student
-    labeled_stream = CycledBatches(len(labeled), cfg.train.batch_size, order_gen)
+    stream = ReplacementBatches if cfg.train.labeled_draw == "replacement" else CycledBatches
+    labeled_stream = stream(len(labeled), cfg.train.batch_size, order_gen)
     winner = "student"
+    # both models' weights at the selected validation (as the phase began while a burn-in
+    # validation is the best): `medref evaluate --weights student|teacher`
+    best_pair = _pair(student, teacher)
     parts_checked = 0  # validations at which the teacher was compared across ranks
     window = MetricWindow(cfg.runtime.log_every, device)
     if resume is not None:
@@ -127,7 +170,10 @@ def fit_ssl(
         labeled_stream.load_state_dict(resume["labeled_stream"])
         window.load_state_dict(resume["sums"])
         winner = resume["winner"]
+        best_pair = resume.get("best_pair", best_pair)
+        epoch_offset = int(resume.get("epoch_offset", 0))
     pos, keeper, scheduler = parts.position, parts.keeper, parts.scheduler
+    every_step = steps_lr_every_step(cfg)
     if resume is not None:  # the saved random states are rank 0's
         distributed.reseed_rank([view_gen, text_rng], seed + 12, pos.step)
 
@@ -135,7 +181,8 @@ def fit_ssl(
         if checkpoints is not None:
             checkpoints.save({**parts.state_dict(student), "teacher": None if teacher is None else teacher.state_dict(),
                               "labeled_stream": labeled_stream.state_dict(), "sums": window.state_dict(),
-                              "winner": winner})
+                              "winner": winner, "best_pair": best_pair,
+                              "epoch_offset": epoch_offset})
 
     progress.start("semi-supervised", total)
     progress.update(pos.step)
@@ -144,7 +191,7 @@ def fit_ssl(
         if pos.batches is None:
             pos.batches = distributed.trim_batches(epoch_batches(len(unlabeled), unl_batch, order_gen))[:per_epoch]
         while pos.batch_pos < len(pos.batches):
-            epochs_in = pos.step / per_epoch
+            epochs_in = ramp_epochs_in(cfg, pos.step, per_epoch)
             weights = step_weights(cfg, epochs_in)
             loss, step_parts = ssl_loss(stepped, teacher_model, take(labeled, distributed.shard(next(labeled_stream))),
                                         take(unlabeled, distributed.shard(pos.batches[pos.batch_pos])), text_cache,
@@ -152,7 +199,8 @@ def fit_ssl(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            scheduler.step()
+            if every_step:
+                scheduler.step()
             if teacher is not None:
                 teacher.update(student, momentum_at(cfg, epochs_in))
             window.add(step_parts)
@@ -170,16 +218,19 @@ def fit_ssl(
                 parts_checked += distributed.current().active
             scores = _validate(candidates, valid, text_cache, cfg)  # the same on every rank
             name = max(scores, key=scores.get)
-            if keeper.offer(scores[name], epoch, candidates[name]):
+            if keeper.offer(scores[name], epoch + epoch_offset, candidates[name]):
                 winner = name
+                best_pair = _pair(student, teacher)
             record = {f"val_dice_global_{k}": v for k, v in scores.items()}
             parts.history.append({"epoch": epoch, **record})
             log(record, pos.step)
             progress.update(pos.step, dice=scores[name], epoch=epoch)
+        if not every_step:
+            scheduler.step()
         pos.end_epoch(last=epoch >= epochs or keeper.should_stop)
         save()
     progress.stop()
     if keeper.state is not None:
         student.load_state_dict(keeper.state)
     return FitResult(keeper.best, keeper.best_epoch, pos.epochs_run, pos.step, keeper.should_stop,
-                     parts.history, teacher_checks=parts_checked), winner
+                     parts.history, teacher_checks=parts_checked, weights=best_pair), winner

@@ -33,11 +33,11 @@ from medref_cli.losses.contrastive import clip_loss, itcl_loss
 from medref_cli.losses.dice_ce import DiceCELoss
 from medref_cli.models.encoders import TextFeatures
 from medref_cli.models.text_cache import TextFeatureCache
-from medref_cli.text.augment import first_phrase_label, mix_captions, student_captions_from_config, swap_sides
 from medref_cli.runtime.batches import Batch
 from medref_cli.runtime.distributed import gather_rows
 from medref_cli.runtime.precision import autocast
 from medref_cli.runtime.step_model import core
+from medref_cli.text.augment import first_phrase_label, mix_captions, student_captions_from_config, swap_sides
 
 
 @dataclass

@@ -1,8 +1,10 @@
 """The supervised (burn-in) loop: labeled batches only, DiceCE on logits, best by validation Dice.
 
 One step: gather a labeled batch on the device, weak view (random zoom, image and mask alike),
-per-image normalisation, cached text features, forward, DiceCE, AdamW step, cosine schedule.
-Losses stay on the device and are read back only every `log_every` steps.
+per-image normalisation, cached text features, forward, DiceCE (+ lambda_itcl_sup x labeled ITCL
+with train.burnin_itcl), AdamW step, cosine schedule, EMA teacher update (ssl.ema_in_burnin, at
+ssl.ema_momentum_start). Epoch length, labeled draws and the schedule: `phases`. Losses stay on
+the device and are read back only every `log_every` steps.
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ from medref_cli.data.views import to_unit, weak_view
 from medref_cli.losses.dice_ce import DiceCELoss
 from medref_cli.models.text_cache import TextFeatureCache
 from medref_cli.runtime import distributed
-from medref_cli.runtime.batches import epoch_batches, model_input, sequential_batches, take
+from medref_cli.runtime.batches import model_input, sequential_batches, take
 from medref_cli.runtime.build import seed_everything
 from medref_cli.runtime.metrics import dice_from_counts, iou_from_counts
 from medref_cli.runtime.precision import autocast
 from medref_cli.runtime.scoring import pixel_counts
-from medref_cli.runtime.step_model import step_model
+from medref_cli.runtime.step_model import core, step_model
+from medref_cli.training.ema import EMATeacher
 from medref_cli.training.loop_state import (
     CheckpointWriter,
     LoopPosition,
@@ -36,7 +39,20 @@ from medref_cli.training.loop_state import (
     rng_state,
 )
 from medref_cli.training.metric_window import MetricSink, MetricWindow
-from medref_cli.training.schedules import build_cosine_scheduler, build_optimizer
+from medref_cli.training.phases import (
+    Handoff,
+    build_schedule,
+    burnin_steps_per_epoch,
+    epoch_plan,
+    labeled_epoch,
+    schedule_ticks,
+    ssl_steps_per_epoch,
+    steps_lr_every_step,
+    steps_per_epoch,
+)
+from medref_cli.training.schedules import build_optimizer, ema_momentum
+
+__all__ = ["BestKeeper", "FitResult", "LoopParts", "fit_supervised", "steps_per_epoch", "validation_scores"]
 
 
 @dataclass
@@ -49,45 +65,53 @@ class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
     # validations at which the EMA teacher was found identical on every rank (several processes)
     teacher_checks: int = 0
-
-
-def steps_per_epoch(n: int, batch_size: int, cap: int) -> int:
-    """Batches of one pass; across N processes a last batch of fewer than N rows is dropped."""
-    steps = max(1, math.ceil(n / batch_size))
-    if 0 < n % batch_size < distributed.current().world and steps > 1:
-        steps -= 1
-    return min(steps, cap) if cap > 0 else steps
+    # the last weights, optimiser, schedule, teacher and selection state (a burn-in that SSL continues)
+    handoff: Handoff | None = None
+    # the student's and the EMA teacher's weights at the selected validation (a train run keeps both)
+    weights: dict[str, dict[str, torch.Tensor]] | None = None
 
 
 class BestKeeper:
-    """Keeps the state dict of the best validation Dice so far (on the CPU), and counts patience."""
+    """Keeps the weights of the best validation Dice so far (on the CPU): any higher score wins (the
+    reference's checkpoint rule). Patience counts like its early stopping: only a score above the
+    best-so-far-for-stopping by more than `min_delta` resets it, and no stop before `min_epochs`
+    epochs (counted by the epoch numbers offered: run epochs when the selection spans the run)."""
 
-    def __init__(self, patience: int) -> None:
-        self.patience = patience
+    def __init__(self, patience: int, min_delta: float = 0.0, min_epochs: int = 0) -> None:
+        self.patience, self.min_delta, self.min_epochs = patience, min_delta, min_epochs
         self.best = -1.0
         self.best_epoch = -1
         self.state: dict[str, torch.Tensor] | None = None
         self.stale_epochs = 0
+        self.stop_best = -math.inf
+        self.last_epoch = 0
 
     def offer(self, score: float, epoch: int, module: nn.Module) -> bool:
+        self.last_epoch = epoch
+        if score - self.min_delta > self.stop_best:
+            self.stop_best, self.stale_epochs = score, 0
+        else:
+            self.stale_epochs += 1
         if score > self.best:
-            self.best, self.best_epoch, self.stale_epochs = score, epoch, 0
+            self.best, self.best_epoch = score, epoch
             self.state = cpu_tensors(module.state_dict())
             return True
-        self.stale_epochs += 1
         return False
 
     @property
     def should_stop(self) -> bool:
-        return self.patience > 0 and self.stale_epochs >= self.patience
+        return self.patience > 0 and self.stale_epochs >= self.patience and self.last_epoch >= self.min_epochs
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "best_epoch": self.best_epoch, "stale_epochs": self.stale_epochs,
-                "state": self.state}
+                "stop_best": self.stop_best, "last_epoch": self.last_epoch, "state": self.state}
 
     def load_state_dict(self, saved: dict[str, Any]) -> None:
         self.best, self.best_epoch = float(saved["best"]), int(saved["best_epoch"])
         self.stale_epochs, self.state = int(saved["stale_epochs"]), saved["state"]
+        # states of earlier releases: stopping counted from the best score
+        self.stop_best = float(saved.get("stop_best", self.best))
+        self.last_epoch = int(saved.get("last_epoch", 0))
 
 
 @dataclass
@@ -139,7 +163,24 @@ def supervised_loss(
     cfg: ExperimentConfig,
     generator: torch.Generator,
 ) -> torch.Tensor:
-    """DiceCE of the model on the weak view of one labeled batch."""
+    """The loss of one labeled batch (`supervised_loss_parts` without its parts)."""
+    return supervised_loss_parts(model, labeled, index, text_cache, loss_fn, cfg, generator)[0]
+
+
+def supervised_loss_parts(
+    model: nn.Module,
+    labeled: SplitTensors,
+    index: torch.Tensor,
+    text_cache: TextFeatureCache,
+    loss_fn: DiceCELoss,
+    cfg: ExperimentConfig,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """DiceCE of the model on the weak view of one labeled batch, plus lambda_itcl_sup x the labeled
+    contrastive term when train.burnin_itcl is on. Returns (loss, detached parts)."""
+    from medref_cli.runtime.distributed import gather_rows
+    from medref_cli.training.ssl_step import contrastive_term
+
     batch = take(labeled, distributed.shard(index))
     weak = weak_view(to_unit(batch.images), batch.masks, generator, (cfg.ssl.zoom_min, cfg.ssl.zoom_max),
                      cfg.ssl.zoom_prob, cfg.ssl.zoom_mode)
@@ -147,7 +188,26 @@ def supervised_loss(
     text = text_cache.encode_student(batch.captions)
     with autocast(device, cfg.runtime.amp):
         out = model(model_input(weak.images, cfg.runtime.channels_last), text)
-    return loss_fn(out.logits.float(), weak.masks.float())
+    loss = loss_fn(out.logits.float(), weak.masks.float())
+    parts = {"train_loss": loss.detach()}
+    if uses_itcl(cfg):
+        with autocast(device, cfg.runtime.amp):
+            v, u = core(model).embed(out.fused, text)
+        itc = contrastive_term(cfg.ssl.contrastive, gather_rows(v.float()), gather_rows(u.float()),
+                               gather_rows(batch.labels.float()), cfg.ssl.itcl_tau,
+                               cfg.ssl.itcl_empty_match)
+        loss = loss + cfg.ssl.lambda_itcl_sup * itc
+        parts.update({"loss_itc_sup": itc.detach(), "train_loss": loss.detach()})
+    return loss, parts
+
+
+def uses_itcl(cfg: ExperimentConfig) -> bool:
+    return cfg.train.burnin_itcl and cfg.ssl.contrastive != "none" and cfg.ssl.lambda_itcl_sup > 0
+
+
+def burnin_teacher(cfg: ExperimentConfig, phase: str, model: nn.Module) -> EMATeacher | None:
+    """The EMA teacher a burn-in keeps (ssl.ema_in_burnin); none for the supervised control."""
+    return EMATeacher(model) if phase == "burnin" and cfg.ssl.ema and cfg.ssl.ema_in_burnin else None
 
 
 def fit_supervised(
@@ -161,52 +221,69 @@ def fit_supervised(
     progress: ProgressDisplay,
     checkpoints: CheckpointWriter | None = None,
     resume: dict[str, Any] | None = None,
+    n_unlabeled: int = 0,
+    phase: str = "burnin",
 ) -> FitResult:
     """Train on `labeled` for `epochs`; leave the model holding its best-validation weights.
 
-    `checkpoints` writes the resume state every few steps and at every epoch end; `resume` (a
-    loaded resume state) continues a killed run exactly where that state was taken.
+    `n_unlabeled` (the size of the unlabeled split) sets the epoch length (`phases`); `phase` is
+    burnin (SSL may continue from it: the result carries the hand-off) or supervised (the
+    step-matched control). `checkpoints` writes the resume state every few steps and at every
+    epoch end; `resume` (a loaded resume state) continues a killed run exactly where it was taken.
     """
     device = labeled.images.device
     if distributed.current().rank > 0:  # its own dropout draws; rank 0 keeps the single-process stream
         seed_everything(cfg.train.seed + distributed.seed_offset())
     order_gen = torch.Generator().manual_seed(cfg.train.seed)
     view_gen = torch.Generator(device=device).manual_seed(cfg.train.seed + 1 + distributed.seed_offset())
-    per_epoch = steps_per_epoch(len(labeled), cfg.train.batch_size, cfg.train.max_steps_per_epoch)
-    total = max(1, per_epoch * epochs)
+    per_epoch = burnin_steps_per_epoch(cfg, len(labeled), n_unlabeled)
+    plan = epoch_plan(cfg, len(labeled), n_unlabeled, epochs, phase)
+    total = max(1, sum(plan))
+    ssl_per_epoch = ssl_steps_per_epoch(cfg, n_unlabeled) if n_unlabeled else per_epoch
     optimizer = build_optimizer(model, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    parts = LoopParts(optimizer, build_cosine_scheduler(optimizer, total, cfg.train.min_lr),
-                      BestKeeper(cfg.train.patience), {"order": order_gen, "view": view_gen},
-                      LoopPosition(done=epochs < 1), [])
+    scheduler = build_schedule(optimizer, cfg, schedule_ticks(cfg, phase, per_epoch, ssl_per_epoch))
+    parts = LoopParts(optimizer, scheduler, BestKeeper(cfg.train.patience, cfg.train.min_delta, cfg.train.min_epochs),
+                      {"order": order_gen, "view": view_gen}, LoopPosition(done=epochs < 1), [])
     loss_fn = DiceCELoss(cfg.train.dice_weight, cfg.train.ce_weight)
     window = MetricWindow(cfg.runtime.log_every, device)
+    stepped = step_model(model, device, uses_embed=uses_itcl(cfg), compile_model=cfg.runtime.compile)
+    # copied after the wrap: several processes start from rank 0's weights
+    teacher = burnin_teacher(cfg, phase, stepped)
+    momentum = ema_momentum(0.0, cfg.ssl.ema_momentum_start, cfg.ssl.ema_momentum, cfg.ssl.ema_warmup_epochs)
     if resume is not None:
         parts.load_state_dict(model, resume)
         # checkpoints of earlier releases keep the running train loss as "running"
         window.load_state_dict(resume["sums"] if "sums" in resume else {"train_loss": resume["running"]})
-    pos, keeper, scheduler = parts.position, parts.keeper, parts.scheduler
+        if teacher is not None and resume.get("teacher") is not None:
+            teacher.load_state_dict(resume["teacher"])
+    pos, keeper = parts.position, parts.keeper
     if resume is not None:  # the saved random states are rank 0's
         distributed.reseed_rank([view_gen], cfg.train.seed + 1, pos.step)
-    stepped = step_model(model, device, uses_embed=False, compile_model=cfg.runtime.compile)
+    every_step = steps_lr_every_step(cfg)
 
     def save() -> None:
         if checkpoints is not None:
-            checkpoints.save({**parts.state_dict(model), "sums": window.state_dict()})
+            checkpoints.save({**parts.state_dict(model), "sums": window.state_dict(),
+                              "teacher": None if teacher is None else teacher.state_dict()})
 
-    progress.start("burn-in", total)
+    progress.start("burn-in" if phase == "burnin" else "supervised", total)
     progress.update(pos.step)
     while not pos.done:
         model.train()
         if pos.batches is None:
-            pos.batches = distributed.trim_batches(
-                epoch_batches(len(labeled), cfg.train.batch_size, order_gen))[:per_epoch]
+            ssl_like = phase == "supervised" and pos.epoch > cfg.train.burnin_epochs
+            pos.batches = labeled_epoch(cfg, len(labeled), n_unlabeled, plan[pos.epoch - 1], order_gen, ssl_like)
         while pos.batch_pos < len(pos.batches):
-            loss = supervised_loss(stepped, labeled, pos.batches[pos.batch_pos], text_cache, loss_fn, cfg, view_gen)
+            loss, step_parts = supervised_loss_parts(stepped, labeled, pos.batches[pos.batch_pos], text_cache, loss_fn,
+                                               cfg, view_gen)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            scheduler.step()
-            window.add({"train_loss": loss})
+            if every_step:
+                scheduler.step()
+            if teacher is not None:
+                teacher.update(model, momentum)
+            window.add(step_parts)
             pos.step += 1
             pos.batch_pos += 1
             window.close_step(pos.step, total, log, progress, "train_loss", lambda: {"lr": scheduler.get_last_lr()[0]})
@@ -220,9 +297,15 @@ def fit_supervised(
             parts.history.append(record)
             log({k: v for k, v in record.items() if k != "epoch"}, pos.step)
             progress.update(pos.step, dice=val_dice, epoch=epoch)
+        if not every_step:
+            scheduler.step()
         pos.end_epoch(last=epoch >= epochs or keeper.should_stop)
         save()
     progress.stop()
+    handoff = Handoff(cpu_tensors(model.state_dict()), optimizer.state_dict(), scheduler.state_dict(),
+                      None if teacher is None else cpu_tensors(teacher.state_dict()),
+                      {k: v for k, v in keeper.state_dict().items() if k != "state"}, pos.epochs_run, pos.step)
     if keeper.state is not None:
         model.load_state_dict(keeper.state)
-    return FitResult(keeper.best, keeper.best_epoch, pos.epochs_run, pos.step, keeper.should_stop, parts.history)
+    return FitResult(keeper.best, keeper.best_epoch, pos.epochs_run, pos.step, keeper.should_stop, parts.history,
+                     handoff=handoff)

@@ -91,3 +91,18 @@ def test_rejects_wrong_shapes():
         DiceCELoss()(torch.zeros(1, 2, 2, 2), torch.zeros(1, 2, 2, 2))
     with pytest.raises(ValueError):
         DiceCELoss()(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 3))
+
+
+def test_paper_reading_has_both_terms_and_the_reference_reading_is_dice_only():
+    """Paper eq. 2: Dice + BCE (the default ce_weight 1). The reference's MONAI 1.0.1 DiceCELoss drops
+    the CE term for one channel: train.ce_weight 0 gives exactly the Dice term."""
+    from medref_cli.config import load_config
+
+    assert load_config().train.ce_weight == 1.0
+    torch.manual_seed(0)
+    logits, target = torch.randn(2, 1, 8, 8), (torch.rand(2, 1, 8, 8) > 0.5).float()
+    p = torch.sigmoid(logits)
+    dice = (1 - (2 * (p * target).sum((1, 2, 3)) + 1e-5) / (p.sum((1, 2, 3)) + target.sum((1, 2, 3)) + 1e-5)).mean()
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
+    assert DiceCELoss(1.0, 0.0)(logits, target).item() == pytest.approx(dice.item(), rel=1e-5)
+    assert DiceCELoss(1.0, 1.0)(logits, target).item() == pytest.approx((dice + bce).item(), rel=1e-5)

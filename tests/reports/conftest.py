@@ -88,6 +88,8 @@ class Recorder:
         if method is not None:
             sets += METHODS[method][0]
             gain += METHODS[method][1]
+        if kind == "burnin":  # the supervised rows take step-matched supervised runs
+            sets.append("train.step_matched=true")
         cfg = load_config(sets=sets)
         dice = image_dice(gain, seed)
         try:

@@ -1,4 +1,5 @@
-"""Golden files over a ledger filled by REAL tiny runs (burn-in + Semi-MedRef, two seeds, two ratios),
+"""Golden files over a ledger filled by REAL tiny runs (burn-in + Semi-MedRef, and the step-matched
+supervised control the supervised rows show, two seeds, two ratios),
 plus one failed run and one stale run, for every table and format.
 
 Measured numbers depend on the CPU's floating point, so the comparison masks them (and the
@@ -59,10 +60,14 @@ def real_ledger(tmp_path_factory, synthetic_root):
                 with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
                     run(["train", "--dataset", "synthetic", "--data", str(synthetic_root), *TINY,
                          "--ratio", ratio, "--seed", seed, "--set", f"split.seed={seed}", "--json"])
+                with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
+                    run(["burnin", "--dataset", "synthetic", "--data", str(synthetic_root), *TINY[:-4],
+                         "--epochs", "1", "--set", "train.epochs=1", "--set", "train.step_matched=true",
+                         "--ratio", ratio, "--seed", seed, "--set", f"split.seed={seed}", "--json"])
         url = f"sqlite:///{work / 'results' / 'ledger.db'}"
         ledger = open_ledger(url, create=False)
         # one failed attempt (a real recorded failure) and one run made by older code
-        cfg = load_config(sets=["model.backbone=mmi-unet-tiny", "split.ratio=0.05"])
+        cfg = load_config(sets=["model.backbone=mmi-unet-tiny", "split.ratio=0.05", "train.step_matched=true"])
         with contextlib.suppress(RuntimeError), record_run(ledger, "burnin", cfg, dataset="synthetic"):
             raise RuntimeError("diverged")
         with ledger.read() as s:

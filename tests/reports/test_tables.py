@@ -183,3 +183,15 @@ def test_paper_numbers_match_the_shared_tables():
         for ratio in ("1%", "2%"):
             assert paper_numbers.TABLE2[row["method"]][ratio] == (row[ratio]["dice"], row[ratio]["miou"])
     assert paper_numbers.TABLE3 == shared["table3_qata"]["rows"]
+
+
+def test_supervised_rows_take_only_step_matched_runs():
+    """Table 1's backbone rows and Table 2's Baseline compare like with like: a supervised run of as
+    many optimizer steps as the semi-supervised runs, never the (short) burn-in phase."""
+    from medref_cli.reports import layouts
+
+    baseline = layouts.table2_rows("mmi-unet")[0]
+    supervised = layouts.table1_rows(["mmi-unet"])[0]
+    for spec in (baseline, supervised):
+        assert spec.takes("burnin", "mmi-unet", None, step_matched=True)
+        assert not spec.takes("burnin", "mmi-unet", None, step_matched=False)

@@ -142,6 +142,9 @@ def _train_args(synthetic_root) -> list[str]:
     return ["train", "--dataset", "synthetic", "--data", str(synthetic_root), "--backbone", "guidedecoder-tiny",
             "--ratio", "0.5", "--epochs", "1", "--burnin-epochs", "1", "--cpu", "--set", "train.batch_size=8",
             "--set", "train.max_steps_per_epoch=3", "--set", "runtime.log_every=1", "--set", "runtime.progress=false",
+            # the cycled labeled draw the step-1 tolerances were set on (with draws with replacement the
+            # first SSL step of 1 and 2 processes differs by ~3e-4 relative; burn-in still agrees to 1e-5)
+            "--set", "train.labeled_draw=cycle",
             *[a for s in sets for a in ("--set", s)]]
 
 

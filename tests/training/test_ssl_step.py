@@ -13,8 +13,8 @@ from medref_cli.config.schema import ExperimentConfig
 from medref_cli.data.views import normalise, to_unit
 from medref_cli.losses.dice_ce import DiceCELoss
 from medref_cli.models.base import ModelOutput
-from medref_cli.text.positions import find_zone_phrase_spans
 from medref_cli.runtime.batches import Batch
+from medref_cli.text.positions import find_zone_phrase_spans
 from medref_cli.training.ssl_step import StepWeights, ssl_loss, student_view, weak_views
 
 LEFT_UPPER = "unilateral pulmonary infection, one infected area, upper left lung."

@@ -8,14 +8,14 @@ import random
 import pytest
 import torch
 
+from medref_cli.bench.bench_steps import full_weights
 from medref_cli.config import load_config
 from medref_cli.data.cache import load_split
 from medref_cli.data.readers import read_dataset
 from medref_cli.losses.dice_ce import DiceCELoss
 from medref_cli.runtime.batches import take
-from medref_cli.bench.bench_steps import full_weights
-from medref_cli.training.ema import EMATeacher
 from medref_cli.runtime.build import build_model, build_text
+from medref_cli.training.ema import EMATeacher
 from medref_cli.training.ssl_step import ssl_loss
 from medref_cli.training.supervised import supervised_loss
 
