@@ -91,8 +91,10 @@ def test_ablate_jobs_4_with_concurrent_readers(tmp_path):
         ledger.dispose()
     assert {r.status for r in runs} == {"finished"}
     cells = [r for r in runs if r.kind in ("burnin", "train")]
-    # 2 ratios x (1 shared burn-in + 4 semi-supervised rows)
-    assert sum(r.kind == "burnin" for r in cells) == 2 and sum(r.kind == "train" for r in cells) == 8
+    # 2 ratios x (1 shared burn-in + the Baseline's step-matched supervised control + 4 semi-supervised rows)
+    burnins = [r for r in cells if r.kind == "burnin"]
+    assert len(burnins) == 4 and sum(r.kind == "train" for r in cells) == 8
+    assert sorted(bool(r.config["train"]["step_matched"]) for r in burnins) == [False, False, True, True]
     for run in cells:
         # log_every=1: one loss point per optimizer step, none lost, none doubled
         name = "train_loss" if run.kind == "burnin" else "loss"

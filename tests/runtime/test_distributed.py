@@ -150,7 +150,7 @@ def _train_args(synthetic_root) -> list[str]:
 
 def test_train_over_two_cpu_processes_follows_the_single_process_run(cli, tmp_path, synthetic_root, monkeypatch):
     """`medref train --cpu --nproc 2` (gloo) against `medref train --cpu` at the same global batch: the
-    burn-in losses agree to float noise, the first SSL step too; later steps drift only by what AdamW's
+    first burn-in step agrees to float noise (1e-5), the later burn-in steps and the first SSL step to 1e-4; later steps drift only by what AdamW's
     normalised updates make of float-level gradient differences. Rank 0 alone writes the ledger."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     args = _train_args(synthetic_root)
@@ -164,7 +164,8 @@ def test_train_over_two_cpu_processes_follows_the_single_process_run(cli, tmp_pa
     assert {k[0] for k in one} == {"burnin", "train"} and len([k for k in one if k[0] == "burnin"]) == 3
     for key, value in one.items():
         kind, step, _ = key
-        tolerance = 1e-5 if kind == "burnin" else (1e-4 if step == 1 else 1e-2)
+        # burn-in: float noise from step 2 on, where AdamW's normalised update has seen one noisy gradient
+        tolerance = (1e-5 if step == 1 else 1e-4) if kind == "burnin" else (1e-4 if step == 1 else 1e-2)
         assert two[key] == pytest.approx(value, rel=tolerance), key
     tags = _tags(tmp_path / "two.db")
     assert tags["burnin"]["world_size"] == 2 and tags["train"]["world_size"] == 2
