@@ -150,8 +150,9 @@ def _train_args(synthetic_root) -> list[str]:
 
 def test_train_over_two_cpu_processes_follows_the_single_process_run(cli, tmp_path, synthetic_root, monkeypatch):
     """`medref train --cpu --nproc 2` (gloo) against `medref train --cpu` at the same global batch: the
-    first burn-in step agrees to float noise (1e-5), the later burn-in steps and the first SSL step to 1e-4; later steps drift only by what AdamW's
-    normalised updates make of float-level gradient differences. Rank 0 alone writes the ledger."""
+    first burn-in step agrees to float noise (1e-5), the later burn-in steps and the first SSL step to
+    1e-4; later steps drift only by what AdamW's normalised updates make of float-level gradient
+    differences. Rank 0 alone writes the ledger."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     args = _train_args(synthetic_root)
     code, _, err = cli(*args, "--ledger", f"sqlite:///{tmp_path / 'one.db'}")
