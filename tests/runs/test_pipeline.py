@@ -4,30 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
 
-TINY = [
-    "--backbone", "mmi-unet-tiny", "--cpu",
-    "--set", "data.image_size=64",
-    "--set", "model.visual_pretrained=false",
-    "--set", "model.text_encoder=tiny-random-bert",
-    "--set", "train.batch_size=4",
-    "--set", "train.max_steps_per_epoch=2",
-    "--set", "runtime.progress=false",
-    "--set", "runtime.log_every=1",
-]
-
-
-def _data(root: Path) -> list[str]:
-    return ["--dataset", "synthetic", "--data", str(root)]
-
-
-def _rows(tmp_path: Path, sql: str) -> list[tuple]:
-    with sqlite3.connect(tmp_path / "results" / "ledger.db") as conn:
-        return conn.execute(sql).fetchall()
+from .tiny import TINY, _data, _rows
 
 
 def test_burnin_records_checkpoint_metrics_and_per_image_scores(cli, tmp_path, synthetic_root):

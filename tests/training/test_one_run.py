@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -11,25 +10,7 @@ import torch
 
 from medref_cli.training.schedules import cosine_lr
 
-TINY = [
-    "--backbone", "mmi-unet-tiny", "--cpu",
-    "--set", "data.image_size=64",
-    "--set", "model.visual_pretrained=false",
-    "--set", "model.text_encoder=tiny-random-bert",
-    "--set", "train.batch_size=4",
-    "--set", "train.max_steps_per_epoch=2",
-    "--set", "runtime.progress=false",
-    "--set", "runtime.log_every=1",
-]
-
-
-def _data(root: Path) -> list[str]:
-    return ["--dataset", "synthetic", "--data", str(root)]
-
-
-def _rows(tmp_path: Path, sql: str) -> list[tuple]:
-    with sqlite3.connect(tmp_path / "results" / "ledger.db") as conn:
-        return conn.execute(sql).fetchall()
+from ..runs.tiny import TINY, _data, _rows
 
 
 def _lr_history(tmp_path: Path, run_id: int) -> list[tuple[int, float]]:
