@@ -61,3 +61,25 @@ def test_text_dropout_reaches_the_supervised_and_the_ssl_student_passes(splits):
     (first, second), _ = _losses(cfg, *splits)
     assert first[0] != pytest.approx(second[0], abs=1e-7)
     assert first[1] != pytest.approx(second[1], abs=1e-7)
+
+
+def test_burnin_itcl_adds_the_weighted_labeled_contrastive_term(splits):
+    """train.burnin_itcl: the burn-in loss is DiceCE + lambda_itcl_sup x the labeled ITCL of the same
+    pass (the reference's labeled ITC in burn-in); off by default (the paper's eq. 2)."""
+    from medref_cli.training.supervised import supervised_loss_parts
+
+    labeled, _ = splits
+    totals = {}
+    for itcl in ("false", "true"):
+        cfg = load_config(None, sets=[*TINY_SETS, f"train.burnin_itcl={itcl}", "ssl.lambda_itcl_sup=0.5"])
+        _, cache = build_text(cfg, torch.device("cpu"))
+        model = build_model(cfg, cache.encoder.dim, torch.device("cpu")).eval()
+        loss, parts = supervised_loss_parts(model, labeled, torch.arange(4), cache, DiceCELoss(), cfg,
+                                            torch.Generator().manual_seed(2))
+        totals[itcl] = (loss.item(), parts)
+    plain, parts_off = totals["false"]
+    with_itc, parts_on = totals["true"]
+    assert "loss_itc_sup" not in parts_off
+    itc = parts_on["loss_itc_sup"].item()
+    assert itc > 0
+    assert with_itc == pytest.approx(plain + 0.5 * itc, rel=1e-5)
