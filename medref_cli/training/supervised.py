@@ -178,8 +178,7 @@ def supervised_loss_parts(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """DiceCE of the model on the weak view of one labeled batch, plus lambda_itcl_sup x the labeled
     contrastive term when train.burnin_itcl is on. Returns (loss, detached parts)."""
-    from medref_cli.runtime.distributed import gather_rows
-    from medref_cli.training.ssl_step import contrastive_term
+    from medref_cli.training.ssl_step import contrastive_embed_term
 
     batch = take(labeled, distributed.shard(index))
     weak = weak_view(to_unit(batch.images), batch.masks, generator, (cfg.ssl.zoom_min, cfg.ssl.zoom_max),
@@ -191,11 +190,7 @@ def supervised_loss_parts(
     loss = loss_fn(out.logits.float(), weak.masks.float())
     parts = {"train_loss": loss.detach()}
     if uses_itcl(cfg):
-        with autocast(device, cfg.runtime.amp):
-            v, u = core(model).embed(out.fused, text)
-        itc = contrastive_term(cfg.ssl.contrastive, gather_rows(v.float()), gather_rows(u.float()),
-                               gather_rows(batch.labels.float()), cfg.ssl.itcl_tau,
-                               cfg.ssl.itcl_empty_match)
+        itc = contrastive_embed_term(core(model), (out.logits, out.fused, text), batch.labels, cfg)
         loss = loss + cfg.ssl.lambda_itcl_sup * itc
         parts.update({"loss_itc_sup": itc.detach(), "train_loss": loss.detach()})
     return loss, parts
