@@ -12,6 +12,7 @@ GROUPS: dict[str, str] = {
     "config": "medref_cli.cli.config_cmd",
     "data": "medref_cli.cli.data",
     "text": "medref_cli.cli.text",
+    "position": "medref_cli.cli.position",
 }
 
 # name -> (module, function) of a single command

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -44,10 +43,9 @@ def build_config(config: Path | None, sets: list[str] | None, **overrides: Any):
 
 def ledger_url(explicit: str | None, results_dir: str | Path = "results") -> str:
     """--ledger, else MEDREF_LEDGER, else SQLite inside the results folder."""
-    url = explicit or os.environ.get("MEDREF_LEDGER")
-    if url:
-        return url
-    return f"sqlite:///{Path(results_dir) / 'ledger.db'}"
+    from medref_cli.ledger.db import default_ledger_url
+
+    return default_ledger_url(explicit, results_dir)
 
 
 def device_override(gpu: int | None, cpu: bool) -> str | None:

@@ -188,6 +188,22 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         ("model.text_max_length", cfg.model.text_max_length >= 4, ">= 4"),
         ("runtime.checkpoint_every", cfg.runtime.checkpoint_every >= 0, ">= 0"),
         ("runtime.log_every", cfg.runtime.log_every >= 1, ">= 1"),
+        ("position.epochs", cfg.position.epochs >= 1, ">= 1"),
+        ("position.batch_size", cfg.position.batch_size >= 1, ">= 1"),
+        ("position.hidden_dim", cfg.position.hidden_dim >= 1, ">= 1"),
+        ("position.dropout", 0.0 <= cfg.position.dropout < 1.0, "in [0, 1)"),
+        ("position.query_layers", cfg.position.query_layers >= 1, ">= 1"),
+        ("position.query_heads", cfg.position.query_heads >= 1, ">= 1"),
+        ("position.lr_head", cfg.position.lr_head > 0, "> 0"),
+        ("position.lr_backbone", cfg.position.lr_backbone >= 0, ">= 0"),
+        ("position.weight_decay", cfg.position.weight_decay >= 0, ">= 0"),
+        ("position.freeze_epochs", cfg.position.freeze_epochs >= 0, ">= 0"),
+        ("position.unfreeze_stages", 0 <= cfg.position.unfreeze_stages <= 4, "in 0..4"),
+        ("position.threshold", 0.0 < cfg.position.threshold < 1.0, "in (0, 1)"),
+        ("position.bce_mix", 0.0 <= cfg.position.bce_mix <= 1.0, "in [0, 1]"),
+        ("position.gamma_negative", cfg.position.gamma_negative >= 0, ">= 0"),
+        ("position.gamma_positive", cfg.position.gamma_positive >= 0, ">= 0"),
+        ("position.cardinality_weight", cfg.position.cardinality_weight >= 0, ">= 0"),
     ]
     for key, ok, what in checks:
         if not ok:

@@ -203,6 +203,45 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class PositionConfig:
+    """ISPG's image-only position predictor (`medref position train|eval`): a head on a copy of a recorded
+    run's visual encoder predicts the 6-bit position label from the image alone. Defaults: the reference's
+    `train_position_predictor.py` and its ISPG configs (`configs/*_ispg.yaml`)."""
+
+    # gap_mlp (the ISPG configs' position_head) | region_pool (six fixed lung zones pooled, one MLP each) |
+    # six_query (six learned queries cross-attend to the visual tokens)
+    head: str = "gap_mlp"
+    hidden_dim: int = 384
+    dropout: float = 0.2
+    query_layers: int = 2
+    query_heads: int = 8
+    # which weights of the parent checkpoint give the visual encoder: student | teacher (a train run keeps
+    # both; a burn-in keeps the student)
+    weights: str = "student"
+    # train on the labeled split (the reference's default train annotations: the labeled split file) or on
+    # the whole train split (train: the 6-bit labels come from the captions, which unlabeled images have too)
+    train_split: str = "labeled"
+    epochs: int = 30
+    batch_size: int = 32
+    lr_head: float = 3e-4
+    lr_backbone: float = 3e-5
+    weight_decay: float = 1e-4
+    # the visual encoder is frozen for the first freeze_epochs epochs, then its last unfreeze_stages stages
+    # (of 4) train at lr_backbone
+    freeze_epochs: int = 5
+    unfreeze_stages: int = 2
+    # decision threshold of macro-F1 and exact match
+    threshold: float = 0.5
+    # loss = bce_mix x BCE + (1 - bce_mix) x asymmetric focal + cardinality_weight x cardinality
+    bce_mix: float = 0.5
+    gamma_negative: float = 2.0
+    gamma_positive: float = 0.0
+    cardinality_weight: float = 0.1
+    # BCE positive weights negatives / positives per zone on the training labels, clamped to [0.25, 4]
+    pos_weight: bool = True
+
+
+@dataclass(frozen=True)
 class RuntimeConfig:
     """How a run is executed, not what it computes: excluded from the config hash (but `amp`)."""
 
@@ -231,6 +270,7 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     ssl: SSLConfig = field(default_factory=SSLConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    position: PositionConfig = field(default_factory=PositionConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
@@ -266,4 +306,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.lr_step": ("epoch", "step"),
     "train.select_over": ("run", "phase"),
     "eval.split": ("train", "valid", "test"),
+    "position.head": ("gap_mlp", "region_pool", "six_query"),
+    "position.weights": ("student", "teacher"),
+    "position.train_split": ("labeled", "train"),
 }

@@ -5,7 +5,7 @@ Imports only the config package, the standard library and SQLAlchemy.
 May import: config and the base modules; not text (beside it).
 """
 
-from medref_cli.ledger.db import Ledger, migrate, open_ledger
+from medref_cli.ledger.db import Ledger, default_ledger_url, migrate, open_ledger
 from medref_cli.ledger.queries import (
     RunFilter,
     diff_runs,
@@ -27,6 +27,7 @@ __all__ = [
     "RunKilled",
     "RunRecorder",
     "check_resumable",
+    "default_ledger_url",
     "diff_runs",
     "effective_status",
     "find_finished",

@@ -24,13 +24,20 @@ from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from medref_cli.errors import MedrefError
-from medref_cli.ledger.schema import SCHEMA_VERSION, Base, Meta
+from medref_cli.ledger.schema import SCHEMA_VERSION, Base, Meta, PositionScore
 
 BUSY_TIMEOUT_S = 60.0
 
 # version -> step that upgrades a ledger from version-1 to version (runs inside one transaction)
 MigrationStep = Callable[[Connection], None]
-MIGRATIONS: dict[int, MigrationStep] = {}
+
+
+def _add_position_scores(conn: Connection) -> None:
+    """Version 2: the per-image scores of position predictors."""
+    PositionScore.__table__.create(conn, checkfirst=True)
+
+
+MIGRATIONS: dict[int, MigrationStep] = {2: _add_position_scores}
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -134,6 +141,13 @@ def migrate(engine: Engine, target: int = SCHEMA_VERSION, steps: dict[int, Migra
             steps[version](conn)
             _stamp(conn, version)
         return target
+
+
+def default_ledger_url(explicit: str | None = None, results_dir: str | Path = "results") -> str:
+    """`explicit`, else $MEDREF_LEDGER, else SQLite inside the results folder."""
+    import os
+
+    return explicit or os.environ.get("MEDREF_LEDGER") or f"sqlite:///{Path(results_dir) / 'ledger.db'}"
 
 
 def open_ledger(url: str, create: bool = True) -> Ledger:

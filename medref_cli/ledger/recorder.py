@@ -29,7 +29,7 @@ from medref_cli.config import ExperimentConfig, config_hash, schema_hash, to_dic
 from medref_cli.files import sha256_file
 from medref_cli.ledger.db import Ledger
 from medref_cli.ledger.provenance import code_version, host_info, package_versions
-from medref_cli.ledger.schema import Artifact, FinalMetric, ImageScore, MetricPoint, Run
+from medref_cli.ledger.schema import Artifact, FinalMetric, ImageScore, MetricPoint, PositionScore, Run
 
 
 class RunKilled(KeyboardInterrupt):
@@ -107,6 +107,15 @@ class RunRecorder:
         rows = [
             ImageScore(run_id=self.id, split=split, sample_id=i, dice=float(d), iou=float(j))
             for i, d, j in zip(ids, dice, iou, strict=True)
+        ]
+        self.ledger.write_with_retry(lambda s: s.add_all(rows))
+
+    def add_position_scores(self, split: str, ids: Iterable[str], labels: Iterable[Iterable[int]],
+                            probs: Iterable[Iterable[float]], jaccard: Iterable[float], exact: Iterable[bool]) -> None:
+        rows = [
+            PositionScore(run_id=self.id, split=split, sample_id=i, label="".join(str(int(b)) for b in lab),
+                          probs=[float(x) for x in pr], jaccard=float(j), exact=bool(e))
+            for i, lab, pr, j, e in zip(ids, labels, probs, jaccard, exact, strict=True)
         ]
         self.ledger.write_with_retry(lambda s: s.add_all(rows))
 

@@ -25,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # Bump when the tables change, and add a step to `medref_cli.ledger.migrate.MIGRATIONS`.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 RUN_STATUSES = ("running", "finished", "failed", "killed", "lost")
 
@@ -144,3 +144,21 @@ class ImageScore(Base):
     iou: Mapped[float] = mapped_column(Float)
 
     __table_args__ = (UniqueConstraint("run_id", "split", "sample_id"),)
+
+
+class PositionScore(Base):
+    """Per-image scores of a position predictor (`medref position eval`): the label, the six zone
+    probabilities, and the image's Jaccard and exact match at the run's threshold (added in version 2)."""
+
+    __tablename__ = "position_scores"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    split: Mapped[str] = mapped_column(String(16))
+    sample_id: Mapped[str] = mapped_column(String(256))
+    label: Mapped[str] = mapped_column(String(6))  # the 6-bit label as "010001" (bit order of the label)
+    probs: Mapped[list] = mapped_column(JSON)  # six floats, the same order
+    jaccard: Mapped[float] = mapped_column(Float)
+    exact: Mapped[bool] = mapped_column(Boolean)
+
+    __table_args__ = (UniqueConstraint("run_id", "split", "sample_id", name="uq_position_scores_sample"),)
