@@ -6,7 +6,15 @@ from typing import Annotated
 
 import typer
 
-from medref_cli.cli.common import ConfigOpt, JsonOpt, LedgerOpt, SetOpt, build_config, device_override, ledger_url
+from medref_cli.cli.common import (
+    ConfigOpt,
+    JsonOpt,
+    LedgerOpt,
+    SetOpt,
+    build_config,
+    device_override,
+    ledger_url,
+)
 
 app = typer.Typer(help="ISPG's image-only position predictor: train it on a run's visual encoder, score it.",
                   no_args_is_help=True)

@@ -149,7 +149,8 @@ def show(
         if label:
             out.print(f"{role} weights: {label}", markup=False)
     out.print("final metrics:", Pretty(d["finals"]))
-    out.print("metric history points:", Pretty(d["metric_points"]), f" per-image scores: {d['image_scores']}")
+    out.print("metric history points:", Pretty(d["metric_points"]), f" per-image scores: {d['image_scores']}",
+              f" per-image position scores: {d['position_scores']}" if d.get("position_scores") else "")
     if last_values:
         out.print("last logged values:", Pretty({k: round(v, 6) for k, v in last_values.items()}))
     for a in d["artifacts"]:

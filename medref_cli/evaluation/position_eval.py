@@ -44,7 +44,7 @@ def evaluate_position(ledger_url: str, run_id: int, split: str, results_dir: str
     ledger = open_ledger(ledger_url, create=False)
     try:
         path, sha = position_checkpoint(ledger, run_id)
-        cfg, model, facts = load_position_model(path, sha, device)
+        cfg, model, _ = load_position_model(path, sha, device)
         cfg = dataclasses.replace(cfg, runtime=dataclasses.replace(cfg.runtime, results_dir=results_dir,
                                                                    device=device_spec))
         data = identify_data(cfg)

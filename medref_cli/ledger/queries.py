@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from medref_cli.errors import MedrefError
 from medref_cli.ledger.db import Ledger
-from medref_cli.ledger.schema import Artifact, FinalMetric, ImageScore, MetricPoint, Run
+from medref_cli.ledger.schema import Artifact, FinalMetric, ImageScore, MetricPoint, PositionScore, Run
 
 LOST_AFTER = 3.0  # heartbeat intervals without a beat
 
@@ -115,6 +115,7 @@ def run_detail(ledger: Ledger, run_id: int, history_points: int = 0) -> dict[str
             )
         )
         n_scores = len(list(session.scalars(select(ImageScore.id).where(ImageScore.run_id == run_id))))
+        n_position = len(list(session.scalars(select(PositionScore.id).where(PositionScore.run_id == run_id))))
         children = list(session.scalars(select(Run.id).where(Run.parent_id == run_id).order_by(Run.id)))
     history: dict[str, list[list[float]]] = {}
     for p in points:
@@ -151,6 +152,7 @@ def run_detail(ledger: Ledger, run_id: int, history_points: int = 0) -> dict[str
             "artifacts": artifacts,
             "metric_points": {name: len(v) for name, v in history.items()},
             "image_scores": n_scores,
+            "position_scores": n_position,
             "children": children,
         }
     )

@@ -112,7 +112,7 @@ def test_fit_after_unfreezing_moves_the_last_two_stages_and_not_the_first_two():
     n_head = sum(p.numel() for p in model.head.parameters())
     n_deep = sum(p.numel() for s in list(model.encoder.stages)[2:] for p in s.parameters())
     assert fit.trainable_by_epoch == [n_head + n_deep]
-    epoch_row = [v for v in logged if "val_mAP" in v][0]
+    epoch_row = next(v for v in logged if "val_mAP" in v)
     assert epoch_row["lr_head"] == pytest.approx(3e-4) and epoch_row["lr_backbone"] == pytest.approx(3e-5)
     assert {"train_loss", "loss_bce", "loss_asymmetric", "loss_cardinality"} <= set(logged[0])
 

@@ -91,6 +91,18 @@ def test_position_eval_records_scores_that_the_per_image_rows_reproduce(recorded
     assert labels.tolist() == [list(record_label(r)) for r in records]
 
 
+def test_runs_show_counts_the_position_scores(recorded, medref_in_process):
+    folder, _, _, evaluated = recorded
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(folder)
+        mp.delenv("MEDREF_LEDGER", raising=False)
+        code, out, err = medref_in_process("runs", "show", str(evaluated["run_id"]), "--json")
+        assert code == 0, err
+        assert json.loads(out)["position_scores"] == evaluated["n_images"]
+        code, out, err = medref_in_process("runs", "show", str(evaluated["run_id"]))
+    assert code == 0 and f"per-image position scores: {int(evaluated['n_images'])}" in out, err
+
+
 def test_predict_position_probs_gives_the_evaluated_probabilities_in_record_order(recorded, synthetic_root):
     from medref_cli.data.readers import read_dataset
     from medref_cli.evaluation.position_probs import predict_position_probs
@@ -116,7 +128,7 @@ def _refused(folder: Path, medref, args: list[str], message: str) -> None:
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(folder)
         mp.delenv("MEDREF_LEDGER", raising=False)
-        code, out, err = medref(*args)
+        code, _out, err = medref(*args)
     assert code == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err, err
     assert _rows(folder, "SELECT COUNT(*) FROM runs")[0][0] == before
     assert sorted(p.name for p in (folder / "results" / "runs").iterdir()) == runs_dirs
@@ -142,10 +154,9 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(recorded, medref_in_pr
 
 
 def test_a_checkpoint_without_encoder_tensors_is_refused(tmp_path):
+    from medref_cli.config import load_config
     from medref_cli.errors import MedrefError
     from medref_cli.runtime.position import predictor_from_segmentation
-
-    from medref_cli.config import load_config
 
     cfg = load_config(sets=["model.backbone=mmi-unet-tiny"])
     with pytest.raises(MedrefError, match="holds no visual encoder weights"):

@@ -7,7 +7,12 @@ import math
 import numpy as np
 import pytest
 
-from medref_cli.runtime.position_metrics import average_precision, defined, multilabel_metrics, per_image_scores
+from medref_cli.runtime.position_metrics import (
+    average_precision,
+    defined,
+    multilabel_metrics,
+    per_image_scores,
+)
 
 # four images x six zones
 TARGETS = np.array([[1, 0, 1, 1, 0, 0],
