@@ -46,7 +46,10 @@ def train(
     ledger: LedgerOpt = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Train the image-only position predictor on RUN's visual encoder, kept by validation mAP; record it."""
+    """Train the image-only position predictor on RUN's visual encoder, kept by validation mAP; record it.
+
+    Data, split, backbone, image size and laterality are RUN's; --set takes position.* and runtime.* keys,
+    and of a --config file only its position and runtime sections are read."""
     from medref_cli.runs.position_run import check_free_keys, train_position
 
     check_free_keys(set_)

@@ -16,6 +16,7 @@ match, both learning rates and the trainable parameter count), the selected chec
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,6 +100,19 @@ def training_splits(cfg: ExperimentConfig, parent: Run, data: DataIdentity) -> t
             load_split(records["valid"], cfg.data.image_size, cache_dir=cache))
 
 
+def epoch_reporter(cfg: ExperimentConfig, run_id: int):
+    """One line on stderr per epoch when runtime.progress is on (stdout stays clean for --json)."""
+    if not cfg.runtime.progress:
+        return None
+
+    def report(epoch: int, v: dict[str, float]) -> None:
+        print(f"position run {run_id} epoch {epoch + 1}/{cfg.position.epochs}: train loss {v['train_loss']:.4f}  "
+              f"val mAP {v['val_mAP']:.4f}  macro-F1 {v['val_macro_f1']:.4f}  (best mAP {v['best_mAP']:.4f} at "
+              f"epoch {v['best_epoch'] + 1})", file=sys.stderr, flush=True)
+
+    return report
+
+
 def train_position(ledger_url: str, parent_id: int, given: ExperimentConfig, sets: list[str] | None
                    ) -> PositionOutcome:
     """Train, select and record a position predictor on run `parent_id`'s visual encoder."""
@@ -121,7 +135,8 @@ def train_position(ledger_url: str, parent_id: int, given: ExperimentConfig, set
         with record_run(ledger, POSITION_KIND, cfg, parent_id=parent.id, **data.ledger_facts(),
                         split_hash=parent.split_hash, split_path=parent.split_path, tags=tags,
                         weights=(parent.tags or {}).get("weights")) as run:
-            fit = fit_position(model, train.to(device), valid.to(device), cfg, run.log_metrics)
+            fit = fit_position(model, train.to(device), valid.to(device), cfg, run.log_metrics,
+                               epoch_reporter(cfg, run.id))
             best = {"best_epoch": fit.best_epoch, "val_mAP": fit.best_val["mAP"], "parent_run": parent.id,
                     "parent_checkpoint_sha256": sha, "pos_weight": fit.pos_weight}
             out = run_dir(cfg, run.id) / "position.pt"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -73,8 +74,9 @@ def begin_epoch(model: PositionPredictor, epoch: int, cfg: ExperimentConfig) -> 
 
 
 def fit_position(model: PositionPredictor, train: SplitTensors, valid: SplitTensors, cfg: ExperimentConfig,
-                 log: MetricSink) -> PositionFit:
-    """Train `model` in place (left holding its best weights); the fit's record."""
+                 log: MetricSink, on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> PositionFit:
+    """Train `model` in place (left holding its best weights); the fit's record. `on_epoch(epoch, values)`
+    hears each epoch's logged values (with the best mAP so far)."""
     check_labels(train, valid)
     p = cfg.position
     device = train.images.device
@@ -112,12 +114,16 @@ def fit_position(model: PositionPredictor, train: SplitTensors, valid: SplitTens
         scheduler.step()
         probs = predict_split(model, valid, p.batch_size, cfg.runtime.amp)
         val = multilabel_metrics(valid.labels.cpu().numpy(), probs.numpy(), p.threshold)
-        log({"epoch_train_loss": total / max(1, sum(len(b) for b in batches)), "lr_head": lrs[0],
+        epoch_loss = total / max(1, sum(len(b) for b in batches))
+        log({"epoch_train_loss": epoch_loss, "lr_head": lrs[0],
              "lr_backbone": lrs[1], "trainable_params": float(counts[-1]), "val_mAP": val["mAP"],
              "val_macro_f1": val["macro_f1"], "val_exact_match": val["exact_match"]}, steps)
         if val[SELECT_METRIC] > best_map:
             best_map, best_epoch, best_val = val[SELECT_METRIC], epoch, val
             best_state = copy.deepcopy(model.state_dict())
+        if on_epoch is not None:
+            on_epoch(epoch, {"train_loss": epoch_loss, "val_mAP": val["mAP"], "val_macro_f1": val["macro_f1"],
+                             "best_mAP": best_map, "best_epoch": best_epoch})
     model.load_state_dict(best_state)
     return PositionFit(best_state, best_epoch, best_val, p.epochs, steps,
                        None if weights is None else weights.cpu().tolist(), counts)

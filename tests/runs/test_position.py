@@ -163,3 +163,29 @@ def test_a_checkpoint_without_encoder_tensors_is_refused(tmp_path):
         predictor_from_segmentation(cfg, {"model": {"decoder.weight": 0}, "text_dim": 8}, tmp_path / "x.pt")
     with pytest.raises(MedrefError, match="is not a segmentation checkpoint"):
         predictor_from_segmentation(cfg, {"kind": "position"}, tmp_path / "x.pt")
+
+
+def test_train_split_train_adds_the_unlabeled_images(recorded, synthetic_root):
+    import dataclasses
+
+    from medref_cli.config import load_config
+    from medref_cli.data.split_run import identify_data
+    from medref_cli.ledger import get_run, open_ledger
+    from medref_cli.runs.position_run import position_config, training_splits
+
+    folder, burnin, _, _ = recorded
+    ledger = open_ledger(f"sqlite:///{folder / 'results' / 'ledger.db'}", create=False)
+    try:
+        parent = get_run(ledger, burnin)
+    finally:
+        ledger.dispose()
+    n_train = len(json.loads((synthetic_root / "prompts" / "annotation.json").read_text())["train"])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(folder)
+        for split, expected in (("labeled", n_train // 2), ("train", n_train)):
+            given = load_config(sets=[f"position.train_split={split}", "runtime.device=cpu"])
+            cfg = position_config(parent, given)
+            assert dataclasses.replace(cfg.position, train_split="labeled") == load_config().position
+            train, valid = training_splits(cfg, parent, identify_data(cfg))
+            assert len(train) == expected and len(valid) > 0
+            assert train.labels.shape == (expected, 6)
