@@ -108,7 +108,7 @@ def epoch_reporter(cfg: ExperimentConfig, run_id: int):
     def report(epoch: int, v: dict[str, float]) -> None:
         print(f"position run {run_id} epoch {epoch + 1}/{cfg.position.epochs}: train loss {v['train_loss']:.4f}  "
               f"val mAP {v['val_mAP']:.4f}  macro-F1 {v['val_macro_f1']:.4f}  (best mAP {v['best_mAP']:.4f} at "
-              f"epoch {v['best_epoch'] + 1})", file=sys.stderr, flush=True)
+              f"epoch {v['best_epoch']})", file=sys.stderr, flush=True)
 
     return report
 

@@ -39,7 +39,7 @@ SELECT_METRIC = "mAP"
 @dataclass
 class PositionFit:
     best_state: dict
-    best_epoch: int
+    best_epoch: int  # the selected epoch, counted from 1
     best_val: dict[str, float]
     epochs_run: int
     steps: int
@@ -84,7 +84,7 @@ def fit_position(model: PositionPredictor, train: SplitTensors, valid: SplitTens
     optimizer = optimizer_for(model, cfg)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, p.epochs))
     weights = positive_weights(train.labels.float()).to(device) if p.pos_weight else None
-    best_map, best_epoch, best_val, best_state = -math.inf, -1, {}, copy.deepcopy(model.state_dict())
+    best_map, best_epoch, best_val, best_state = -math.inf, 0, {}, copy.deepcopy(model.state_dict())
     steps, counts = 0, []
     for epoch in range(p.epochs):
         begin_epoch(model, epoch, cfg)
@@ -119,7 +119,7 @@ def fit_position(model: PositionPredictor, train: SplitTensors, valid: SplitTens
              "lr_backbone": lrs[1], "trainable_params": float(counts[-1]), "val_mAP": val["mAP"],
              "val_macro_f1": val["macro_f1"], "val_exact_match": val["exact_match"]}, steps)
         if val[SELECT_METRIC] > best_map:
-            best_map, best_epoch, best_val = val[SELECT_METRIC], epoch, val
+            best_map, best_epoch, best_val = val[SELECT_METRIC], epoch + 1, val  # counted from 1, as burn-in's
             best_state = copy.deepcopy(model.state_dict())
         if on_epoch is not None:
             on_epoch(epoch, {"train_loss": epoch_loss, "val_mAP": val["mAP"], "val_macro_f1": val["macro_f1"],

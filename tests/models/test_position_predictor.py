@@ -122,7 +122,7 @@ def test_fit_keeps_the_epoch_of_the_best_validation_map():
     fit = fit_position(predictor(), tiny_split(8, 0), tiny_split(6, 1), settings(epochs=3, freeze_epochs=1),
                        lambda values, step: logged.append(values))
     maps = [v["val_mAP"] for v in logged if "val_mAP" in v]
-    assert len(maps) == 3 and fit.best_epoch == maps.index(max(maps))
+    assert len(maps) == 3 and fit.best_epoch == maps.index(max(maps)) + 1  # counted from 1
     assert fit.best_val["mAP"] == pytest.approx(max(maps))
     # the cosine over 3 epochs: lr x (1 + cos(pi e / 3)) / 2
     lrs = [v["lr_head"] for v in logged if "val_mAP" in v]

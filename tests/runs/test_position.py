@@ -58,7 +58,7 @@ def test_position_train_is_recorded_as_a_child_run_with_config_history_and_check
     assert len(history) == 2 and all(0.0 <= v <= 1.0 for _, _, v in history)
     finals = dict(_rows(folder, f"SELECT name, value FROM final_metrics WHERE run_id={run}"))
     assert finals["val_mAP"] == pytest.approx(max(v for _, _, v in history))
-    assert finals["best_epoch"] == [v for _, _, v in history].index(finals["val_mAP"])
+    assert finals["best_epoch"] == [v for _, _, v in history].index(finals["val_mAP"]) + 1
     assert finals["val_mAP"] == pytest.approx(trained["val_mAP"])
     n_train = len(json.loads((synthetic_root / "prompts" / "annotation.json").read_text())["train"]) // 2
     assert tags["n_train"] == n_train  # the labeled half (position.train_split: labeled)
