@@ -1,0 +1,119 @@
+"""`medref report --details`: the runs behind the cells, with worked values."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from typer.testing import CliRunner
+
+from medref_cli.cli.main import app
+from medref_cli.config import schema_hash
+from medref_cli.ledger import RunRecorder, open_ledger
+from medref_cli.ledger.report_queries import newest_data_hashes
+from medref_cli.reports import ReportOptions, build_report
+from medref_cli.reports.details import weighted_rate
+from medref_cli.reports.staleness import CurrentVersions
+from tests.reports.conftest import CURRENT_CODE, Recorder, finals_from, image_dice
+
+Q, MM = "qata", "mmi-unet"
+RATIO = 0.05
+BASE_GAIN, OURS_GAIN = 0.04, 0.09  # conftest.RATIO_GAIN[0.05] and + METHODS["full"]
+FULL_GAIN = 0.07  # conftest.RATIO_GAIN[1.0]
+
+
+@pytest.fixture()
+def small_ledger(tmp_path, monkeypatch):
+    """5%: step-matched Baseline and Ours (seeds 1, 2) and their burn-ins; 100% supervised (seeds 1, 2)."""
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    ledger = open_ledger(url)
+    monkeypatch.setattr("medref_cli.ledger.recorder.code_version", lambda: CURRENT_CODE)
+    rec = Recorder(ledger)
+    ids: dict[str, int] = {}
+    for seed in (1, 2):
+        ids[f"base{seed}"] = rec.add("burnin", Q, MM, RATIO, seed)
+        ids[f"ours{seed}"] = rec.add("train", Q, MM, RATIO, seed, "full")
+        ids[f"full{seed}"] = rec.add("burnin", Q, MM, 1.0, seed)
+    run = RunRecorder(ledger, ids["ours1"], 0)
+    run.log_metrics({"mixed_share": 0.2, "pseudo_fg": 0.1}, step=10)
+    run.log_metrics({"mixed_share": 0.5, "pseudo_fg": 0.3}, step=25)
+    run.update(started_at=datetime(2026, 1, 1, 10, 0, 0, tzinfo=UTC),
+               ended_at=datetime(2026, 1, 1, 10, 12, 36, tzinfo=UTC))
+    current = CurrentVersions(CURRENT_CODE.label, schema_hash(), newest_data_hashes(ledger))
+    yield ledger, current, ids, url
+    ledger.dispose()
+
+
+def _details(ledger, current):
+    options = ReportOptions(tables=(2,), ratios=(RATIO,), details=True)
+    (table,) = build_report(ledger, options, current=current)
+    assert [c.group for c in table.columns] == ["5%", "5%"]
+    return table, {row.label: row for row in table.details[0].rows}
+
+
+def test_weighted_rate_weights_each_window_by_the_steps_it_covers():
+    assert weighted_rate([(10, 0.2), (25, 0.5)]) == pytest.approx((0.2 * 10 + 0.5 * 15) / 25)
+    assert weighted_rate([]) is None
+
+
+def test_the_gap_share_is_worked_out_from_the_seed_means(small_ledger):
+    ledger, current, _ids, _url = small_ledger
+    _table, rows = _details(ledger, current)
+
+    def mean(gain, name):
+        return sum(finals_from(image_dice(gain, s))[name] for s in (1, 2)) / 2
+
+    for definition, name in (("global", "test_dice_global"), ("per-image", "test_dice_per_image_mean")):
+        low, ours, high = mean(BASE_GAIN, name), mean(OURS_GAIN, name), mean(FULL_GAIN, name)
+        assert rows["+ ITCL (Ours)"].gap_share[definition] == pytest.approx((ours - low) / (high - low))
+    assert rows["+ T-S EMA"].gap_share == {"global": None, "per-image": None}  # never run
+    assert rows["Baseline"].gap_share == {}
+
+
+def test_each_run_is_tested_against_the_baseline_run_of_its_own_seed(small_ledger):
+    ledger, current, ids, _url = small_ledger
+    _table, rows = _details(ledger, current)
+    ours = {r.seed: r for r in rows["+ ITCL (Ours)"].runs}
+    for seed in (1, 2):
+        diffs = [100 * (a - b) for a, b in zip(image_dice(OURS_GAIN, seed), image_dice(BASE_GAIN, seed), strict=True)]
+        assert ours[seed].vs_baseline.other == f"Baseline seed {seed}"
+        assert ours[seed].vs_baseline.mean_difference == pytest.approx(sum(diffs) / len(diffs))
+        assert ours[seed].vs_baseline.n_images == len(diffs)
+    assert ours[1].run_id == ids["ours1"]
+    assert ours[1].wall_s == pytest.approx(756.0)
+    assert ours[1].rates["mixed_share"] == pytest.approx(0.38)
+    assert ours[1].rates["pseudo_fg"] == pytest.approx((0.1 * 10 + 0.3 * 15) / 25)
+    assert ours[1].rates["text_changed_share"] is None
+    assert ours[2].rates["mixed_share"] is None
+    assert all(r.vs_baseline is None for r in rows["Baseline"].runs)
+
+
+def test_rows_are_tested_against_the_row_above(small_ledger):
+    ledger, current, _ids, _url = small_ledger
+    _table, rows = _details(ledger, current)
+    assert rows["Baseline"].vs_previous is None
+    assert rows["+ T-S EMA"].vs_previous is None  # no runs of its own
+    assert rows["+ ITCL (Ours)"].vs_previous is None  # the row above (+ T-PatchMix) has no runs
+    table, _ = _details(ledger, current)
+    (full,) = table.details[0].full
+    assert sorted(r.seed for r in full.runs) == [1, 2]
+
+
+def test_markdown_and_json_show_the_details_and_csv_refuses_them(small_ledger):
+    ledger, _current, ids, url = small_ledger
+    runner = CliRunner()
+    args = ["report", "--table", "2", "--ratio", "0.05", "--details", "--ledger", url]
+    md = runner.invoke(app, [*args, "--format", "markdown"])
+    assert md.exit_code == 0, md.output
+    line = next(ln for ln in md.output.splitlines() if ln.startswith(f"| + ITCL (Ours) | 1 | {ids['ours1']} |"))
+    assert "| 12.6 min |" in line and "| 0.380 |" in line and "| +5.45 pp" in line
+    assert "Share of the gap to 100% supervision closed" in md.output
+    data = json.loads(runner.invoke(app, [*args, "--format", "json"]).output)
+    assert data["tables"][0]["details"][0]["title"] == "QaTa-COV19, MMI-UNet, 5%"
+    plain = json.loads(runner.invoke(app, ["report", "--table", "2", "--format", "json", "--ledger", url]).output)
+    assert "details" not in plain["tables"][0]
+    bad = runner.invoke(app, [*args, "--format", "csv"])
+    assert bad.exit_code == 2 and "--details is shown in markdown and json, not in csv" in bad.output
+    bad = runner.invoke(app, ["report", "--table", "2", "--ratio", "1.5", "--ledger", url])
+    assert bad.exit_code == 2 and "--ratio must lie in (0, 1], got 1.5" in bad.output
