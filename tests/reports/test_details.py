@@ -110,3 +110,34 @@ def test_markdown_and_json_show_the_details(small_ledger, cli):
     assert data["tables"][0]["details"][0]["title"] == "QaTa-COV19, MMI-UNet, 5%"
     plain = json.loads(cli("report", "--table", "2", "--format", "json", "--ledger", url)[1])
     assert "details" not in plain["tables"][0]
+
+
+@pytest.mark.slow
+def test_the_results_script_rebuilds_the_same_document_from_the_same_ledger(small_ledger, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    _ledger, _current, ids, url = small_ledger
+    root = Path(__file__).resolve().parents[2]
+    preamble = tmp_path / "preamble.md"
+    preamble.write_text("# CPU results\n\nCommands go here.\n", encoding="utf-8")
+    cmd = [sys.executable, str(root / "scripts" / "results_cpu.py"), "--ledger", url, "--ratio", "0.05",
+           "--sweep", f"{ids['base1']},{ids['full1']}", "--preamble", str(preamble)]
+    env = {**os.environ, "PYTHONPATH": str(root), "HF_HUB_OFFLINE": "1"}
+    first, second = (subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, check=False)
+                     for _ in range(2))
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == second.stdout
+    doc = first.stdout
+    assert doc.startswith("# CPU results\n\nCommands go here.\n")
+    sweep = doc[doc.index("## Recipe sweep"):doc.index("## Table 2, global Dice")]
+    assert f"| {ids['full1']} | burnin | 100% | 1 |" in sweep and f"| {ids['base1']} | burnin | 5% | 1 |" in sweep
+    for title in ("## Table 2, global Dice", "## Table 2, per-image Dice", "## Table 3, global Dice",
+                  "## Table 3, per-image Dice"):
+        assert title in doc
+    assert doc.count("#### Runs behind") == 4
+    bad = subprocess.run([*cmd[:3], "sqlite:///" + str(tmp_path / "none.db")], capture_output=True, text=True,
+                         env=env, cwd=tmp_path, check=False)
+    assert bad.returncode != 0 and "no ledger at" in bad.stderr
