@@ -1,37 +1,64 @@
 #!/usr/bin/env bash
-# The CPU-sized scientific check on the real QaTa-COV19 subset (experiments/cpu.yaml, 2 cores).
-# Per seed S (split seed = training seed = S), 5% labels:
-#   ssl      Semi-MedRef: 100 burn-in epochs (400 steps) + 8 SSL epochs (480 steps)
-#   control  the step-matched supervised control (train.step_matched): the labeled split only, for
-#            the same total number of optimizer steps (400 + 480), so only the unlabeled data differ
-# plus one fully supervised run at 100% labels.
-# Usage: scripts/qata_cpu_experiments.sh DATA_DIR STEP...   with STEP one of ssl:S, control:S, full
+# The CPU-scale science on the real QaTa-COV19 subset (experiments/cpu.yaml: the tiny MMI-UNet at
+# 128 px, the packaged MiniLM), every run in one ledger (results/qata-cpu/ledger.db unless
+# MEDREF_LEDGER is set). Run it from a clean checkout of a fixed commit: the code version is part of
+# each run's identity, and `medref ablate` skips every cell already finished by that version, so
+# rerunning a step after an interruption carries on where it stopped.
+#
+# Usage: scripts/qata_cpu_experiments.sh DATA_DIR STEP...
+#   sweep:NAME  one run of the recipe sweep (names below), seed 0
+#   table2      medref ablate --table 2 at 5% labels, seeds 0,1,2 (Baseline = step-matched control)
+#   table3      medref ablate --table 3 at 5% labels, seeds 0,1,2
+#   full        the fully supervised runs at 100% labels, seeds 0,1,2
+#   doc         docs/results-cpu.md from the ledger (scripts/results_cpu.py)
+# JOBS (default 2) cells run side by side, each on OMP_NUM_THREADS=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA="${1:?usage: $0 DATA_DIR STEP...}"
 shift
-export HF_HUB_OFFLINE=1
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 OMP_NUM_THREADS=1
 export MEDREF_LEDGER="${MEDREF_LEDGER:-sqlite:///results/qata-cpu/ledger.db}"
-M=".venv/bin/medref"
+M=(.venv/bin/python -m medref_cli)
+JOBS="${JOBS:-2}"
+RATIO=0.05
+SEEDS=0,1,2
 COMMON=(-c experiments/cpu.yaml --dataset qata --data "$DATA" --set runtime.results_dir=results/qata-cpu
-        --set runtime.progress=false --ratio 0.05 --set train.val_every=2)
-# 100 burn-in epochs + 8 SSL epochs (`medref burnin --epochs` is train.burnin_epochs)
-SSL_LENGTH=(--burnin-epochs 100 --epochs 8)
-CONTROL_LENGTH=(--epochs 100 --set train.epochs=8 --set train.step_matched=true)
+        --set runtime.progress=false --cpu)
+# the 5% step-matched control: as many steps as burn-in + SSL (train.step_matched)
+CONTROL=(--ratio "$RATIO" --set train.step_matched=true)
+# 100% labels: epochs of one labeled pass (63 steps), train.epochs=0 so that step matching adds nothing
+FULL_EPOCHS="${FULL_EPOCHS:-8}"
+FULL=(--ratio 1.0 --epochs "$FULL_EPOCHS" --set train.epochs=0 --set train.step_matched=true)
+
+sweep() {  # the recipe sweep: each entry changes one thing against cpu.yaml
+  case "$1" in
+    control-base)  "${M[@]}" burnin "${COMMON[@]}" "${CONTROL[@]}" --seed 0 --set split.seed=0 --json ;;
+    control-zoom1) "${M[@]}" burnin "${COMMON[@]}" "${CONTROL[@]}" --seed 0 --set split.seed=0 --set ssl.zoom_prob=1.0 --json ;;
+    full-8ep)      "${M[@]}" burnin "${COMMON[@]}" "${FULL[@]}" --seed 0 --set split.seed=0 --json ;;
+    full-24ep)     "${M[@]}" burnin "${COMMON[@]}" --ratio 1.0 --epochs 24 --set train.epochs=0 \
+                     --set train.step_matched=true --seed 0 --set split.seed=0 --json ;;
+    full-24ep-zoom1) "${M[@]}" burnin "${COMMON[@]}" --ratio 1.0 --epochs 24 --set train.epochs=0 \
+                     --set train.step_matched=true --seed 0 --set split.seed=0 --set ssl.zoom_prob=1.0 --json ;;
+    *) echo "unknown sweep entry '$1' (control-base, control-zoom1, full-8ep, full-24ep, full-24ep-zoom1)" >&2
+       exit 2 ;;
+  esac
+}
 
 for step in "$@"; do
   case "$step" in
-    ssl:*) s=${step#ssl:}
-      /usr/bin/time -f "seed $s ssl wall %e s" $M train "${COMMON[@]}" "${SSL_LENGTH[@]}" --seed "$s" --set split.seed="$s" \
-        --json ;;
-    control:*) s=${step#control:}
-      /usr/bin/time -f "seed $s control wall %e s" $M burnin "${COMMON[@]}" "${CONTROL_LENGTH[@]}" --seed "$s" \
-        --set split.seed="$s" --json ;;
+    sweep:*) sweep "${step#sweep:}" ;;
+    table2|table3)
+      "${M[@]}" ablate --table "${step#table}" -c experiments/cpu.yaml --dataset qata --data "$DATA" \
+        --set runtime.results_dir=results/qata-cpu --set runtime.progress=false \
+        --ratio "$RATIO" --seeds "$SEEDS" --jobs "$JOBS" ;;
     full)
-      /usr/bin/time -f "full supervision wall %e s" $M burnin -c experiments/cpu.yaml --dataset qata --data "$DATA" \
-        --set runtime.results_dir=results/qata-cpu --set runtime.progress=false --ratio 1.0 --epochs 8 \
-        --set train.epochs=0 --set train.step_matched=true \
-        --set train.val_every=2 --json ;;
-    *) echo "unknown step $step" >&2; exit 2 ;;
+      for s in ${SEEDS//,/ }; do
+        "${M[@]}" burnin "${COMMON[@]}" "${FULL[@]}" --seed "$s" --set split.seed="$s" --json
+      done ;;
+    doc)
+      .venv/bin/python scripts/results_cpu.py --ledger "$MEDREF_LEDGER" --ratio "$RATIO" \
+        --sweep "${SWEEP_RUNS:-}" --preamble docs/results-cpu.preamble.md > docs/results-cpu.md.tmp
+      mv docs/results-cpu.md.tmp docs/results-cpu.md ;;
+    *) echo "unknown step '$step' (sweep:NAME, table2, table3, full, doc)" >&2; exit 2 ;;
   esac
 done

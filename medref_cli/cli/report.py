@@ -72,13 +72,23 @@ def report(
                                                   show_default=False)] = None,
     runs: Annotated[str | None, typer.Option("--runs", metavar="IDS", help="Run ids for --figure, e.g. 3,4.",
                                                 show_default=False)] = None,
+    ratio: Annotated[list[float] | None, typer.Option(
+        "--ratio", metavar="R", help="Label-ratio columns, e.g. 0.05 (repeatable; default: the paper's).",
+        show_default=False)] = None,
+    details: Annotated[bool, typer.Option("--details", help="Add the runs behind each cell: wall time, both Dice "
+                                                            "definitions, logged rates, paired tests per seed and "
+                                                            "row by row, share of the gap to 100% supervision "
+                                                            "(markdown and json).")] = False,
     n: Annotated[int, typer.Option("--n", metavar="N", help="Rows (test images) of --figure qualitative.")] = 4,
     ledger: LedgerOpt = None,
 ) -> None:
     """Rebuild the paper's Tables 1-3 (or a figure) from the runs recorded in the ledger."""
+    from medref_cli.errors import MedrefError
     from medref_cli.ledger import open_ledger
     from medref_cli.reports import ConfigCondition, ReportOptions, build_report, render, write_text_atomic
 
+    if details and format_ not in ("markdown", "json"):
+        raise MedrefError(f"--details is shown in markdown and json, not in {format_}")
     led = open_ledger(ledger_url(ledger), create=False)
     try:
         if figure is not None:
@@ -93,6 +103,8 @@ def report(
             with_paper=with_paper,
             explain=explain,
             where=tuple(ConfigCondition.parse(w) for w in where or ()),
+            details=details,
+            ratios=tuple(ratio or ()),
         )
         text = render(build_report(led, options), format_)
     finally:

@@ -143,3 +143,14 @@ def metric_history(ledger: Ledger, run_ids: Iterable[int]) -> dict[int, dict[str
         for p in session.scalars(stmt):
             history[p.run_id].setdefault(p.name, []).append((p.step, p.value))
     return history
+
+
+def run_walls(ledger: Ledger, run_ids: Iterable[int]) -> dict[int, float | None]:
+    """run id -> seconds from its start to its end as recorded (None while it has no end)."""
+    ids = sorted(set(run_ids))
+    if not ids:
+        return {}
+    stmt = select(Run.id, Run.started_at, Run.ended_at).where(Run.id.in_(ids))
+    with ledger.read() as session:
+        return {run_id: None if ended is None else (ended - started).total_seconds()
+                for run_id, started, ended in session.execute(stmt)}

@@ -12,6 +12,7 @@ from medref_cli.ledger.report_queries import RunRecord, image_scores, table_runs
 from medref_cli.reports import layouts
 from medref_cli.reports.captions import TITLES, paper_caption, table_caption
 from medref_cli.reports.cells import RunView, Selection, select_runs, view_run
+from medref_cli.reports.details import DetailSource, block_details, full_supervision
 from medref_cli.reports.identity import ConfigCondition
 from medref_cli.reports.layouts import RowSpec, ratio_label, same_ratio
 from medref_cli.reports.model import Block, Cell, Column, PaperRow, Row, Significance, Table
@@ -49,6 +50,8 @@ class ReportOptions:
     with_paper: bool = False
     explain: bool = False
     where: tuple[ConfigCondition, ...] = ()
+    details: bool = False  # the runs behind each cell (reports.details)
+    ratios: tuple[float, ...] = ()  # label-ratio columns; () = each table's paper ratios
 
     def __post_init__(self) -> None:
         if self.definition not in DEFINITIONS:
@@ -59,6 +62,9 @@ class ReportOptions:
         bad_tables = [t for t in self.tables if t not in (1, 2, 3)]
         if bad_tables or not self.tables:
             raise MedrefError("--table must be 1, 2, 3 or all")
+        bad_ratios = [r for r in self.ratios if not 0.0 < r <= 1.0]
+        if bad_ratios:
+            raise MedrefError(f"--ratio must lie in (0, 1], got {bad_ratios[0]:g}")
 
 
 class ScoreCache:
@@ -156,7 +162,7 @@ def _paper_rows(refs: list[PaperReference], rows: list[Row], columns: list[Colum
 
 
 def _block(title: str, dataset: str, specs: list[RowSpec], columns: list[Column], refs: list[PaperReference],
-           ctx: Context) -> tuple[Block, set[int]]:
+           ctx: Context) -> tuple[Block, set[int], dict[tuple[str, float], Selection]]:
     needed = sorted({FINAL_NAMES[(ctx.options.definition, c.metric)] for c in columns})
     selections: dict[tuple[str, float], Selection] = {}
     placed: set[int] = set()
@@ -168,7 +174,7 @@ def _block(title: str, dataset: str, specs: list[RowSpec], columns: list[Column]
             selections[(spec.label, ratio)] = select_runs(cands, needed, ctx.current)
     rows = [_row(spec, columns, selections, ctx) for spec in specs]
     paper_rows = _paper_rows(refs, rows, columns, ctx.options.definition) if ctx.options.with_paper else []
-    return Block(title, rows, paper_rows), placed
+    return Block(title, rows, paper_rows), placed, selections
 
 
 def _columns(ratios: Sequence[float], metrics: Sequence[str]) -> list[Column]:
@@ -198,8 +204,14 @@ def _unplaced_notes(scope: list[RunView], placed: set[int], ratios: Sequence[flo
 BlockPlan = tuple[str, str, str, list[RowSpec], list[PaperReference]]  # title, dataset, backbone, rows, refs
 
 
+def table_ratios(number: int, options: ReportOptions) -> tuple[float, ...]:
+    """The label-ratio columns of a table: --ratio where given, else the paper's."""
+    paper = {1: layouts.TABLE1_RATIOS, 2: layouts.TABLE2_RATIOS, 3: layouts.TABLE3_RATIOS}[number]
+    return tuple(sorted(set(options.ratios))) if options.ratios else paper
+
+
 def _table1_plan(ctx: Context) -> list[BlockPlan]:
-    opts, kinds, ratios = ctx.options, ("burnin", "train"), layouts.TABLE1_RATIOS
+    opts, kinds, ratios = ctx.options, ("burnin", "train"), table_ratios(1, ctx.options)
     datasets = list(opts.datasets) or _ordered(_present(ctx.views, kinds, ratios), DATASET_ORDER) or ["qata"]
     plan = []
     for d in datasets:
@@ -224,7 +236,7 @@ def _ablation_plan(ctx: Context, kinds: Sequence[str], ratios: Sequence[float],
 
 def build_table(number: int, ctx: Context) -> Table:
     key = f"table{number}"
-    ratios = {1: layouts.TABLE1_RATIOS, 2: layouts.TABLE2_RATIOS, 3: layouts.TABLE3_RATIOS}[number]
+    ratios = table_ratios(number, ctx.options)
     metrics = ctx.options.metrics or layouts.DEFAULT_METRICS[key]
     if number == 1:
         plan = _table1_plan(ctx)
@@ -233,11 +245,16 @@ def build_table(number: int, ctx: Context) -> Table:
     else:
         plan = _ablation_plan(ctx, ("train",), ratios, layouts.table3_rows, table3_references)
     columns = _columns(ratios, metrics)
-    blocks, placed = [], set()
+    blocks, placed, details = [], set(), []
+    source = DetailSource(ctx.scores.ledger, ctx.scores)
     for title, dataset, _backbone, specs, refs in plan:
-        block, ids = _block(title, dataset, specs, columns, refs, ctx)
+        block, ids, selections = _block(title, dataset, specs, columns, refs, ctx)
         blocks.append(block)
         placed |= ids
+        if ctx.options.details:
+            counted = {key: sel.counted for key, sel in selections.items()}
+            full = full_supervision(ctx.views, dataset, sorted({s.backbone for s in specs}), ctx.current)
+            details += block_details(title, specs, columns, counted, full, source)
     kinds = {s.kind for _t, _d, _b, specs, _r in plan for s in specs}
     scope = [v for v in ctx.views if v.run.kind in kinds
              and any(v.run.dataset == d and b in ("*", v.run.backbone) for _t, d, b, _s, _r in plan)]
@@ -253,6 +270,7 @@ def build_table(number: int, ctx: Context) -> Table:
         with_paper=ctx.options.with_paper,
         explain=ctx.options.explain,
         definition=ctx.options.definition,
+        details=details if ctx.options.details else None,
     )
 
 

@@ -81,6 +81,48 @@ class Block:
     paper_rows: list[PaperRow] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class PairedResult:
+    """A paired per-image test (method - other), in percentage points."""
+
+    other: str  # what it is tested against: a row label, or "Baseline seed 0"
+    n_images: int
+    mean_difference: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+
+
+@dataclass(frozen=True)
+class RunDetail:
+    """One counted run of a cell: its cost, its scores, its logged rates, its test against the baseline."""
+
+    run_id: int
+    seed: int | None
+    wall_s: float | None  # started to ended, as recorded
+    dice_global: float | None  # percent
+    dice_per_image: float | None
+    # step-weighted mean over the run's logged windows; None where the run logged none (supervised runs)
+    rates: dict[str, float | None]
+    vs_baseline: PairedResult | None = None  # against the baseline row's run of the same seed
+
+
+@dataclass(frozen=True)
+class RowDetail:
+    label: str
+    runs: list[RunDetail]
+    vs_previous: PairedResult | None = None  # seed-averaged per image, against the row above
+    # definition (global | per-image) -> (row - Baseline) / (100% supervised - Baseline); None where a side is missing
+    gap_share: dict[str, float | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BlockDetail:
+    title: str  # the block's title and the ratio column, e.g. "QaTa-COV19, MMI-UNet, 5%"
+    rows: list[RowDetail]
+    full: list[RowDetail] = field(default_factory=list)  # the 100% supervised runs the gap share is measured to
+
+
 @dataclass
 class Table:
     key: str  # table1 | table2 | table3
@@ -94,6 +136,7 @@ class Table:
     with_paper: bool = False
     explain: bool = False
     definition: str = "global"
+    details: list[BlockDetail] | None = None  # --details: the runs behind each cell
 
 
 def format_number(value: float | None) -> str:

@@ -90,6 +90,8 @@ def table_json(table: Table) -> dict[str, Any]:
                 cell_tree["text"] = plain_cell_text(cell)
             if not table.explain:
                 row_tree.pop("explain")
+    if table.details is None:
+        tree.pop("details")
     if not table.explain:
         tree.pop("notes")
     if not table.with_paper:

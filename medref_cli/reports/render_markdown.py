@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from medref_cli.reports.model import Block, Table, format_delta, format_number, plain_cell_text
+from medref_cli.reports.model import (
+    Block,
+    BlockDetail,
+    PairedResult,
+    RunDetail,
+    Table,
+    format_delta,
+    format_number,
+    plain_cell_text,
+)
 
 CHECK = "\u2713"
 DELTA = "\u0394"
@@ -55,6 +64,49 @@ def _explain(table: Table) -> list[str]:
     return lines
 
 
+RATE_HEADERS = (("mixed_share", "mixed"), ("text_changed_share", "text changed"), ("pseudo_fg", "pseudo fg"))
+
+
+def _wall(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds / 60:.1f} min"
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _test(result: PairedResult | None) -> str:
+    if result is None:
+        return "-"
+    return (f"{result.mean_difference:+.2f} pp [{result.ci_low:+.2f}, {result.ci_high:+.2f}], "
+            f"p={result.p_value:.3g}, n={result.n_images}")
+
+
+def _run_line(label: str, run: RunDetail) -> list[str]:
+    return [md_escape(label), str(run.seed), str(run.run_id), _wall(run.wall_s), format_number(run.dice_global),
+            format_number(run.dice_per_image), md_escape(_test(run.vs_baseline)),
+            *(_share(run.rates.get(name)) for name, _ in RATE_HEADERS)]
+
+
+def _details(detail: BlockDetail) -> list[str]:
+    header = ["Row", "seed", "run", "wall", "Dice global", "Dice per image", "vs baseline (same seed)",
+              *(h for _, h in RATE_HEADERS)]
+    runs = [_run_line(row.label, run) for row in [*detail.rows, *detail.full] for run in row.runs]
+    lines = [f"**Runs: {md_escape(detail.title)}**", "", *_table_lines(header, runs), ""]
+    steps = [[md_escape(row.label), md_escape(row.vs_previous.other), md_escape(_test(row.vs_previous))]
+             for row in detail.rows if row.vs_previous is not None]
+    if steps:
+        lines += [(f"**Row by row: {md_escape(detail.title)}** (per-image Dice averaged over seeds, paired by image, "
+                  "Wilcoxon)"), "", *_table_lines(["Row", "vs row", "difference"], steps), ""]
+    gaps = [[md_escape(row.label), _share(row.gap_share.get("global")), _share(row.gap_share.get("per-image"))]
+            for row in detail.rows if row.gap_share]
+    if gaps:
+        lines += [(f"**Share of the gap to 100% supervision closed: {md_escape(detail.title)}** "
+                  "((row - Baseline) / (100% supervised - Baseline), means over seeds)"), "",
+                  *_table_lines(["Row", "global", "per image"], gaps), ""]
+    return lines
+
+
 def render_table(table: Table) -> str:
     lines = [f"### {md_escape(table.title)}", ""]
     for block in table.blocks:
@@ -68,6 +120,10 @@ def render_table(table: Table) -> str:
         if not shown:
             lines += ["No paper numbers for the data sets and backbones shown.", ""]
         lines.append(f"_{md_escape(table.paper_caption)}_")
+    if table.details is not None:
+        lines += ["", f"#### Runs behind {md_escape(table.title)}", ""]
+        for detail in table.details:
+            lines += _details(detail)
     if table.explain:
         lines += _explain(table)
     return "\n".join(lines) + "\n"

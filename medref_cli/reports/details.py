@@ -1,0 +1,122 @@
+"""The runs behind the cells of a table (`medref report --details`).
+
+For every block and label ratio: each counted run with its wall time, test Dice (global and per
+image), the rates its semi-supervised steps logged (share of samples T-PatchMix mixed, share of
+texts PosAug changed, pseudo-mask foreground share; step-weighted means over the logged windows)
+and a paired per-image test against the baseline row's run of the same seed; per row, a paired
+test against the row above (per-image Dice averaged over seeds, as in the tables) and, where the
+table's first row is a supervised run, the share of the gap between that row and 100% supervision
+that the row closes, per Dice definition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from medref_cli.ledger.report_queries import RunRecord, metric_history, run_walls
+from medref_cli.reports.cells import RunView, select_runs
+from medref_cli.reports.layouts import RowSpec, ratio_label, same_ratio
+from medref_cli.reports.model import BlockDetail, Column, PairedResult, RowDetail, RunDetail
+from medref_cli.reports.stats import average_over_seeds, paired_test
+
+RATES = ("mixed_share", "text_changed_share", "pseudo_fg")
+DICE = {"global": "test_dice_global", "per-image": "test_dice_per_image_mean"}
+FULL_LABEL = "100% supervised"
+
+
+def weighted_rate(points: Sequence[tuple[int, float]]) -> float | None:
+    """Mean of logged window means, each weighted by the steps it covers (a window ends at its step)."""
+    total = covered = 0.0
+    previous = 0
+    for step, value in points:
+        width = max(step - previous, 0)
+        total += value * width
+        covered += width
+        previous = step
+    return total / covered if covered else None
+
+
+def _paired(method: dict[str, float], other: dict[str, float], label: str) -> PairedResult | None:
+    test = paired_test(method, other)
+    if test is None:
+        return None
+    return PairedResult(label, test.n_images, test.mean_difference, test.ci_low, test.ci_high, test.p_value)
+
+
+def _percent(run: RunRecord, name: str) -> float | None:
+    return run.finals[name] * 100.0 if name in run.finals else None
+
+
+class DetailSource:
+    """What the details read from the ledger, fetched once per run."""
+
+    def __init__(self, ledger, scores) -> None:
+        self.ledger = ledger
+        self.scores = scores  # reports.build.ScoreCache
+
+    def runs(self, runs: Sequence[RunRecord], baseline: dict[int | None, RunRecord],
+             baseline_label: str | None) -> list[RunDetail]:
+        ids = [r.id for r in runs]
+        walls, history = run_walls(self.ledger, ids), metric_history(self.ledger, ids)
+        out = []
+        for run, dice in zip(runs, self.scores.dice(runs), strict=True):
+            base = baseline.get(run.seed)
+            vs = None
+            if base is not None and base.id != run.id:
+                vs = _paired(dice, self.scores.dice([base])[0], f"{baseline_label} seed {base.seed}")
+            rates = {name: weighted_rate(history[run.id].get(name, [])) for name in RATES}
+            out.append(RunDetail(run.id, run.seed, walls.get(run.id), _percent(run, DICE["global"]),
+                                 _percent(run, DICE["per-image"]), rates, vs))
+        return out
+
+    def seed_mean(self, runs: Sequence[RunRecord]) -> dict[str, float]:
+        return average_over_seeds(self.scores.dice(runs))
+
+
+def _mean(runs: Sequence[RunRecord], name: str) -> float | None:
+    values = [r.finals[name] * 100.0 for r in runs if name in r.finals]
+    return sum(values) / len(values) if values and len(values) == len(runs) else None
+
+
+def full_supervision(views: Sequence[RunView], dataset: str, backbones: Sequence[str],
+                     current) -> dict[str, list[RunRecord]]:
+    """backbone -> its 100% step-matched supervised runs on `dataset` (newest config group, one per seed)."""
+    out = {}
+    for backbone in backbones:
+        cands = [v for v in views if v.run.kind == "burnin" and v.step_matched and v.run.dataset == dataset
+                 and v.run.backbone == backbone and same_ratio(v.run.label_ratio, 1.0)]
+        out[backbone] = select_runs(cands, list(DICE.values()), current).counted if cands else []
+    return out
+
+
+def block_details(title: str, specs: Sequence[RowSpec], columns: Sequence[Column],
+                  counted: dict[tuple[str, float], list[RunRecord]], full: dict[str, list[RunRecord]],
+                  source: DetailSource) -> list[BlockDetail]:
+    """One BlockDetail per label ratio of the block; `full`: backbone -> its 100% supervised runs."""
+    by_label = {spec.label: spec for spec in specs}
+    out = []
+    for ratio in sorted({c.ratio for c in columns}):
+        details: list[RowDetail] = []
+        for index, spec in enumerate(specs):
+            runs = counted[(spec.label, ratio)]
+            base_spec = by_label.get(spec.baseline) if spec.baseline else None
+            base_runs = counted[(base_spec.label, ratio)] if base_spec else []
+            above = specs[index - 1] if index else None
+            vs_previous = None
+            if above is not None and above.backbone == spec.backbone and runs and counted[(above.label, ratio)]:
+                vs_previous = _paired(source.seed_mean(runs), source.seed_mean(counted[(above.label, ratio)]),
+                                      above.label)
+            gap: dict[str, float | None] = {}
+            if base_spec is not None and base_spec.kind == "burnin":
+                for definition, name in DICE.items():
+                    ours, low, high = (_mean(runs, name), _mean(base_runs, name),
+                                       _mean(full.get(spec.backbone, []), name))
+                    ok = None not in (ours, low, high) and high != low
+                    gap[definition] = (ours - low) / (high - low) if ok else None
+            baseline = {r.seed: r for r in base_runs}
+            details.append(RowDetail(spec.label, source.runs(runs, baseline, spec.baseline), vs_previous, gap))
+        shown = [b for b in dict.fromkeys(s.backbone for s in specs) if full.get(b)]
+        full_rows = [RowDetail(f"{FULL_LABEL} ({b})" if len(shown) > 1 else FULL_LABEL, source.runs(full[b], {}, None))
+                     for b in shown]
+        out.append(BlockDetail(f"{title}, {ratio_label(ratio)}", details, full_rows))
+    return out

@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Regenerate docs/results-cpu.md from a ledger (every number in it comes from that ledger).
+
+    scripts/results_cpu.py --ledger sqlite:///results/qata-cpu/ledger.db --sweep 2,4,5,6 > docs/results-cpu.md
+
+The tables come from `medref report` (Table 2 and Table 3 at the CPU ratio, global and per-image
+Dice, with --details); the recipe sweep is the listed runs, read with `medref runs show --json`.
+The same ledger and the same medref give the same bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+MEDREF = [sys.executable, "-m", "medref_cli"]
+# settings a sweep run may change (dotted config keys), shown when any listed run differs
+SWEEP_KEYS = ("data.image_size", "train.lr", "train.burnin_epochs", "train.epochs", "train.step_matched",
+              "ssl.zoom_prob", "ssl.zoom_min", "ssl.zoom_max", "train.weight_decay", "train.batch_size")
+
+
+def medref(*args: str, ledger: str) -> str:
+    env = {**os.environ, "MEDREF_LEDGER": ledger, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([*MEDREF, *args], capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        sys.exit(f"medref {' '.join(args)}: {done.stderr.strip() or done.stdout.strip()}")
+    return done.stdout
+
+
+def _get(tree: dict, dotted: str):
+    for part in dotted.split("."):
+        tree = tree.get(part, {}) if isinstance(tree, dict) else {}
+    return tree if tree != {} else None
+
+
+def _minutes(run: dict) -> str:
+    from datetime import datetime
+
+    if not run.get("ended"):
+        return "-"
+    seconds = (datetime.fromisoformat(run["ended"]) - datetime.fromisoformat(run["started"])).total_seconds()
+    return f"{seconds / 60:.1f} min"
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+def sweep_table(ids: list[int], ledger: str) -> str:
+    runs = [json.loads(medref("runs", "show", str(i), "--json", ledger=ledger)) for i in ids]
+    keys = [k for k in SWEEP_KEYS if len({json.dumps(_get(r["config"], k)) for r in runs}) > 1]
+    header = ["run", "kind", "labels", "seed", *keys, "steps", "wall", "val Dice (best)", "test Dice global",
+              "test Dice per image", "status"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["--:"] * len(header)) + "|"]
+    for r in runs:
+        f = r.get("finals") or {}
+        cells = [str(r["id"]), r["kind"], f"{100 * r['ratio']:g}%", str(r["seed"]),
+                 *(str(_get(r["config"], k)) for k in keys),
+                 "-" if "steps" not in f else f"{f['steps']:.0f}", _minutes(r), _pct(f.get("val_dice_best")),
+                 _pct(f.get("test_dice_global")), _pct(f.get("test_dice_per_image_mean")), r["status"]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ledger", required=True, help="SQLAlchemy URL of the ledger")
+    parser.add_argument("--sweep", default="", help="comma-separated run ids of the recipe sweep")
+    parser.add_argument("--ratio", default="0.05", help="label ratio of the ablation tables")
+    parser.add_argument("--preamble", default="", help="markdown file put at the top (the commands)")
+    args = parser.parse_args()
+    out = []
+    if args.preamble:
+        with open(args.preamble, encoding="utf-8") as fh:
+            out.append(fh.read().rstrip("\n") + "\n")
+    ids = [int(i) for i in args.sweep.split(",") if i.strip()]
+    if ids:
+        out.append("## Recipe sweep\n\nThe runs behind each change to `experiments/cpu.yaml` "
+                   "(`medref runs show RUN` for any of them).\n\n" + sweep_table(ids, args.ledger))
+    for table in ("2", "3"):
+        for definition in ("global", "per-image"):
+            text = medref("report", "--table", table, "--ratio", args.ratio, "--definition", definition,
+                          "--details", "--explain", ledger=args.ledger)
+            out.append(f"## Table {table}, {definition} Dice\n\n" + text)
+    sys.stdout.write("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""`medref report --details`: the runs behind the cells, with worked values."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from medref_cli.config import schema_hash
+from medref_cli.ledger import RunRecorder, open_ledger
+from medref_cli.ledger.report_queries import newest_data_hashes
+from medref_cli.reports import ReportOptions, build_report
+from medref_cli.reports.details import weighted_rate
+from medref_cli.reports.staleness import CurrentVersions
+from tests.reports.conftest import CURRENT_CODE, Recorder, finals_from, image_dice
+
+Q, MM = "qata", "mmi-unet"
+RATIO = 0.05
+BASE_GAIN, OURS_GAIN = 0.04, 0.09  # conftest.RATIO_GAIN[0.05] and + METHODS["full"]
+FULL_GAIN = 0.07  # conftest.RATIO_GAIN[1.0]
+
+
+@pytest.fixture()
+def small_ledger(tmp_path, monkeypatch):
+    """5%: step-matched Baseline and Ours (seeds 1, 2) and their burn-ins; 100% supervised (seeds 1, 2)."""
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    ledger = open_ledger(url)
+    monkeypatch.setattr("medref_cli.ledger.recorder.code_version", lambda: CURRENT_CODE)
+    rec = Recorder(ledger)
+    ids: dict[str, int] = {}
+    for seed in (1, 2):
+        ids[f"base{seed}"] = rec.add("burnin", Q, MM, RATIO, seed)
+        ids[f"ours{seed}"] = rec.add("train", Q, MM, RATIO, seed, "full")
+        ids[f"full{seed}"] = rec.add("burnin", Q, MM, 1.0, seed)
+    run = RunRecorder(ledger, ids["ours1"], 0)
+    run.log_metrics({"mixed_share": 0.2, "pseudo_fg": 0.1}, step=10)
+    run.log_metrics({"mixed_share": 0.5, "pseudo_fg": 0.3}, step=25)
+    run.update(started_at=datetime(2026, 1, 1, 10, 0, 0, tzinfo=UTC),
+               ended_at=datetime(2026, 1, 1, 10, 12, 36, tzinfo=UTC))
+    current = CurrentVersions(CURRENT_CODE.label, schema_hash(), newest_data_hashes(ledger))
+    yield ledger, current, ids, url
+    ledger.dispose()
+
+
+def _details(ledger, current):
+    options = ReportOptions(tables=(2,), ratios=(RATIO,), details=True)
+    (table,) = build_report(ledger, options, current=current)
+    assert [c.group for c in table.columns] == ["5%", "5%"]
+    return table, {row.label: row for row in table.details[0].rows}
+
+
+def test_weighted_rate_weights_each_window_by_the_steps_it_covers():
+    assert weighted_rate([(10, 0.2), (25, 0.5)]) == pytest.approx((0.2 * 10 + 0.5 * 15) / 25)
+    assert weighted_rate([]) is None
+
+
+def test_the_gap_share_is_worked_out_from_the_seed_means(small_ledger):
+    ledger, current, _ids, _url = small_ledger
+    _table, rows = _details(ledger, current)
+
+    def mean(gain, name):
+        return sum(finals_from(image_dice(gain, s))[name] for s in (1, 2)) / 2
+
+    for definition, name in (("global", "test_dice_global"), ("per-image", "test_dice_per_image_mean")):
+        low, ours, high = mean(BASE_GAIN, name), mean(OURS_GAIN, name), mean(FULL_GAIN, name)
+        assert rows["+ ITCL (Ours)"].gap_share[definition] == pytest.approx((ours - low) / (high - low))
+    assert rows["+ T-S EMA"].gap_share == {"global": None, "per-image": None}  # never run
+    assert rows["Baseline"].gap_share == {}
+
+
+def test_each_run_is_tested_against_the_baseline_run_of_its_own_seed(small_ledger):
+    ledger, current, ids, _url = small_ledger
+    _table, rows = _details(ledger, current)
+    ours = {r.seed: r for r in rows["+ ITCL (Ours)"].runs}
+    for seed in (1, 2):
+        diffs = [100 * (a - b) for a, b in zip(image_dice(OURS_GAIN, seed), image_dice(BASE_GAIN, seed), strict=True)]
+        assert ours[seed].vs_baseline.other == f"Baseline seed {seed}"
+        assert ours[seed].vs_baseline.mean_difference == pytest.approx(sum(diffs) / len(diffs))
+        assert ours[seed].vs_baseline.n_images == len(diffs)
+    assert ours[1].run_id == ids["ours1"]
+    assert ours[1].wall_s == pytest.approx(756.0)
+    assert ours[1].rates["mixed_share"] == pytest.approx(0.38)
+    assert ours[1].rates["pseudo_fg"] == pytest.approx((0.1 * 10 + 0.3 * 15) / 25)
+    assert ours[1].rates["text_changed_share"] is None
+    assert ours[2].rates["mixed_share"] is None
+    assert all(r.vs_baseline is None for r in rows["Baseline"].runs)
+
+
+def test_rows_are_tested_against_the_row_above(small_ledger):
+    ledger, current, _ids, _url = small_ledger
+    _table, rows = _details(ledger, current)
+    assert rows["Baseline"].vs_previous is None
+    assert rows["+ T-S EMA"].vs_previous is None  # no runs of its own
+    assert rows["+ ITCL (Ours)"].vs_previous is None  # the row above (+ T-PatchMix) has no runs
+    table, _ = _details(ledger, current)
+    (full,) = table.details[0].full
+    assert sorted(r.seed for r in full.runs) == [1, 2]
+
+
+def test_markdown_and_json_show_the_details(small_ledger, cli):
+    _ledger, _current, ids, url = small_ledger
+    args = ["report", "--table", "2", "--ratio", "0.05", "--details", "--ledger", url]
+    code, md, err = cli(*args, "--format", "markdown")
+    assert (code, err) == (0, "")
+    line = next(ln for ln in md.splitlines() if ln.startswith(f"| + ITCL (Ours) | 1 | {ids['ours1']} |"))
+    assert "| 12.6 min |" in line and "| 0.380 |" in line and "| +5.45 pp" in line
+    assert "Share of the gap to 100% supervision closed" in md
+    data = json.loads(cli(*args, "--format", "json")[1])
+    assert data["tables"][0]["details"][0]["title"] == "QaTa-COV19, MMI-UNet, 5%"
+    plain = json.loads(cli("report", "--table", "2", "--format", "json", "--ledger", url)[1])
+    assert "details" not in plain["tables"][0]
+
+
+@pytest.mark.slow
+def test_the_results_script_rebuilds_the_same_document_from_the_same_ledger(small_ledger, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    _ledger, _current, ids, url = small_ledger
+    root = Path(__file__).resolve().parents[2]
+    preamble = tmp_path / "preamble.md"
+    preamble.write_text("# CPU results\n\nCommands go here.\n", encoding="utf-8")
+    cmd = [sys.executable, str(root / "scripts" / "results_cpu.py"), "--ledger", url, "--ratio", "0.05",
+           "--sweep", f"{ids['base1']},{ids['full1']}", "--preamble", str(preamble)]
+    env = {**os.environ, "PYTHONPATH": str(root), "HF_HUB_OFFLINE": "1"}
+    first, second = (subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, check=False)
+                     for _ in range(2))
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == second.stdout
+    doc = first.stdout
+    assert doc.startswith("# CPU results\n\nCommands go here.\n")
+    sweep = doc[doc.index("## Recipe sweep"):doc.index("## Table 2, global Dice")]
+    assert f"| {ids['full1']} | burnin | 100% | 1 |" in sweep and f"| {ids['base1']} | burnin | 5% | 1 |" in sweep
+    for title in ("## Table 2, global Dice", "## Table 2, per-image Dice", "## Table 3, global Dice",
+                  "## Table 3, per-image Dice"):
+        assert title in doc
+    assert doc.count("#### Runs behind") == 4
+    bad = subprocess.run([*cmd[:3], "sqlite:///" + str(tmp_path / "none.db")], capture_output=True, text=True,
+                         env=env, cwd=tmp_path, check=False)
+    assert bad.returncode != 0 and "no ledger at" in bad.stderr
