@@ -148,3 +148,35 @@ def mode_captions(mode: str, image_ids: Sequence[str], captions: Sequence[str], 
 def _same_length(image_ids: Sequence[str], captions: Sequence[str]) -> None:
     if len(image_ids) != len(captions):
         raise ValueError(f"{len(image_ids)} image ids but {len(captions)} captions")
+
+
+def mode_positions(mode: str, labels: Sequence[Sequence[int]], *, seed: int = DEFAULT_SEED,
+                   constant_label: Sequence[int] | None = None) -> list[tuple[int, ...]] | None:
+    """The soft position input a model with one (ISPG) reads under `mode`, one 6-bit label per image:
+    the position of the caption it is given (its route "caption + the caption's own positions"):
+    full and oracle_soft: the true labels; removed: zeros for every image (the reference's
+    removed_zero); constant: the constant caption's label; shuffled: the labels permuted as the
+    captions are; swapped: left and right bits exchanged. soft_image: None (predicted from the image)."""
+    check_mode(mode)
+    labels = [tuple(int(b) for b in label) for label in labels]
+    if mode in ("full", "oracle_soft"):
+        return labels
+    if mode == "removed":
+        return [(0,) * 6] * len(labels)
+    if mode == "constant":
+        if constant_label is None:
+            raise ValueError("mode constant needs the constant caption's label")
+        return [tuple(int(b) for b in constant_label)] * len(labels)
+    if mode == "shuffled":
+        return [labels[j] for j in shuffled_order(len(labels), seed)]
+    if mode == "swapped":
+        return swapped_labels(labels)
+    return None
+
+
+def removed_where(captions: Sequence[str], chosen: Sequence[bool]) -> list[str]:
+    """The captions, those where `chosen` is true without their positional phrases (ISPG's
+    removal-aware training draws `chosen` per caption and step)."""
+    if len(captions) != len(chosen):
+        raise ValueError(f"{len(captions)} captions but {len(chosen)} choices")
+    return [remove_positions(c) if pick else c for c, pick in zip(captions, chosen)]

@@ -122,3 +122,17 @@ def test_bad_mode_and_rate_say_why():
     for rate in (-0.1, 1.5):
         with pytest.raises(MedrefError, match=r"--removal-rate is a share of the images in \[0, 1\]"):
             check_rate(rate)
+
+
+def test_mode_positions_follow_the_caption_given():
+    from medref_cli.text.modes import mode_positions
+
+    labels = [(1, 0, 0, 0, 0, 0), (0, 0, 0, 0, 1, 1), (0, 0, 0, 0, 0, 0)]
+    assert mode_positions("full", labels) == labels
+    assert mode_positions("oracle_soft", labels) == labels
+    assert mode_positions("removed", labels) == [(0,) * 6] * 3
+    assert mode_positions("swapped", labels) == [(0, 0, 0, 1, 0, 0), (0, 1, 1, 0, 0, 0), (0,) * 6]
+    assert mode_positions("constant", labels, constant_label=(0, 0, 1, 0, 0, 1)) == [(0, 0, 1, 0, 0, 1)] * 3
+    order = shuffled_order(3, 5)
+    assert mode_positions("shuffled", labels, seed=5) == [labels[j] for j in order]
+    assert mode_positions("soft_image", labels) is None
