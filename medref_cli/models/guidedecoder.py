@@ -24,7 +24,13 @@ from torch import Tensor, nn
 
 from medref_cli.config.schema import ModelConfig
 from medref_cli.errors import MedrefError
-from medref_cli.models.base import ModelOutput, SegmentationModel, SubpixelLogitHead, sine_positions, with_soft_position
+from medref_cli.models.base import (
+    ModelOutput,
+    SegmentationModel,
+    SubpixelLogitHead,
+    sine_positions,
+    with_soft_position,
+)
 from medref_cli.models.encoders import TextFeatures, VisualEncoder, create_visual_encoder
 from medref_cli.models.registry import register_model
 

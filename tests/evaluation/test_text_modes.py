@@ -100,7 +100,7 @@ def test_soft_modes_on_an_ispg_model(runs, medref_in_process):
 def test_bad_text_mode_input_is_one_line_and_writes_nothing(runs, medref_in_process, args, message):
     before = rows(runs, "SELECT COUNT(*) FROM runs")[0][0]
     files = sorted(p for p in (runs["home"] / "results").rglob("*"))
-    code, out, err = evaluate(medref_in_process, runs, runs["plain"], *args)
+    code, _out, err = evaluate(medref_in_process, runs, runs["plain"], *args)
     assert code == 2 and message in err and err.count("\n") == 1, err
     assert rows(runs, "SELECT COUNT(*) FROM runs")[0][0] == before
     assert sorted(p for p in (runs["home"] / "results").rglob("*")) == files

@@ -54,10 +54,10 @@ def test_soft_position_input_reaches_the_output_and_the_text_embedding(backbone,
     label = torch.tensor([[0, 0, 1, 0, 0, 1], [1, 1, 0, 0, 0, 0]], dtype=torch.float32)
     with torch.no_grad():
         zero = model(images(), text)
-        none_v, none_u = model.embed(zero.fused, text)
+        _none_v, none_u = model.embed(zero.fused, text)
         given = model(images(), text.with_positions(torch.zeros(2, 6)))
         labelled = model(images(), text.with_positions(label))
-        v, u = model.embed(labelled.fused, text.with_positions(label))
+        _v, u = model.embed(labelled.fused, text.with_positions(label))
     # no positions = zeros (the reference's removed route)
     assert torch.equal(zero.logits, given.logits)
     assert not torch.allclose(labelled.logits, zero.logits)

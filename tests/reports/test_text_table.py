@@ -100,5 +100,5 @@ def test_report_text_cli(ledger, cli, tmp_path):
 def test_report_text_without_evaluations_says_so(cli, tmp_path):
     url = f"sqlite:///{tmp_path / 'empty.db'}"
     open_ledger(url, create=True).dispose()
-    code, out, err = cli("report", "--table", "text", "--ledger", url)
+    code, _out, err = cli("report", "--table", "text", "--ledger", url)
     assert code == 2 and "no finished test evaluations in the ledger" in err and err.count("\n") == 1

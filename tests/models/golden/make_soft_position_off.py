@@ -1,7 +1,9 @@
 """Makes soft_position_off.pt (run with the code before the soft position input on the path, OMP_NUM_THREADS=1):
 logits, fused map and ITCL embeddings of seeded tiny models, and their state-dict keys."""
 import sys
+
 import torch
+
 from medref_cli.config.schema import ModelConfig
 from medref_cli.models.encoders import TINY_RANDOM_BERT, load_text_encoder
 from medref_cli.models.registry import create_model
