@@ -104,3 +104,31 @@ def test_bad_text_mode_input_is_one_line_and_writes_nothing(runs, medref_in_proc
     assert code == 2 and message in err and err.count("\n") == 1, err
     assert rows(runs, "SELECT COUNT(*) FROM runs")[0][0] == before
     assert sorted(p for p in (runs["home"] / "results").rglob("*")) == files
+
+
+def test_predict_gives_an_ispg_model_the_positions_its_caption_names(runs):
+    import numpy as np
+    import torch
+
+    from medref_cli.data.views import to_unit
+    from medref_cli.evaluation.evaluate_run import checkpoint_of_run, load_model
+    from medref_cli.evaluation.predict import predict_probabilities
+    from medref_cli.ledger import open_ledger
+    from medref_cli.runtime.batches import model_input
+    from medref_cli.runtime.build import build_text
+
+    ledger = open_ledger(runs["ledger"], create=False)
+    path, sha = checkpoint_of_run(ledger, runs["soft"])
+    ledger.dispose()
+    loaded = load_model(path, sha, torch.device("cpu"), runs["soft"])
+    _, cache = build_text(loaded.cfg, torch.device("cpu"))
+    images = np.random.default_rng(0).integers(0, 255, size=(1, 64, 64), dtype=np.uint8)
+    caption = "unilateral pulmonary infection, one infected area, lower left lung."
+    probs = predict_probabilities(loaded, cache, images, [caption], torch.device("cpu"))
+    x = model_input(to_unit(torch.from_numpy(images).unsqueeze(1)), False)
+    with torch.no_grad():
+        text = cache.encode([caption])
+        named = loaded.model(x, text.with_positions(torch.tensor([[0, 0, 1, 0, 0, 0]], dtype=torch.float32)))
+        zeros = loaded.model(x, text)
+    assert torch.equal(probs, torch.sigmoid(named.logits.float()))
+    assert not torch.equal(probs, torch.sigmoid(zeros.logits.float()))

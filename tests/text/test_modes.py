@@ -136,3 +136,11 @@ def test_mode_positions_follow_the_caption_given():
     order = shuffled_order(3, 5)
     assert mode_positions("shuffled", labels, seed=5) == [labels[j] for j in order]
     assert mode_positions("soft_image", labels) is None
+
+
+def test_zones_named_is_the_union_of_every_zone_phrase():
+    from medref_cli.text.positions import zones_named
+
+    assert zones_named(BILATERAL) == (0, 0, 1, 0, 0, 1)
+    assert zones_named("opacity in the upper left lung and all right lung") == (1, 0, 0, 1, 1, 1)
+    assert zones_named(NONE) == (0,) * 6
