@@ -77,12 +77,12 @@ class ModeInputs:
 
 
 def mode_inputs(request: TextModeRequest, ids: Sequence[str], captions: Sequence[str], labels: torch.Tensor,
-                constant_pool: Sequence[str], takes_positions: bool, predicted: torch.Tensor | None = None
+                pool: tuple[str, Sequence[str]], takes_positions: bool, predicted: torch.Tensor | None = None
                 ) -> ModeInputs:
-    """Captions (and positions) under the request. `constant_pool`: the captions the constant one is the
-    most frequent of; `predicted`: soft_image's (N, 6) probabilities."""
+    """Captions (and positions) under the request. `pool`: (split, captions) the constant one is the
+    most frequent of (`constant_pool`); `predicted`: soft_image's (N, 6) probabilities."""
     mode, rate, seed = request.mode, request.removal_rate, request.seed
-    constant = constant_caption(constant_pool) if mode == "constant" else None
+    constant = constant_caption(pool[1]) if mode == "constant" else None
     out = mode_captions(mode, ids, captions, rate=rate if rate is not None else 0.0,
                         seed=seed if seed is not None else DEFAULT_SEED, constant=constant)
     tags = request.tags()
@@ -90,7 +90,7 @@ def mode_inputs(request: TextModeRequest, ids: Sequence[str], captions: Sequence
     if mode in RATE_MODES:
         tags["removed_images"] = sum(removal_chosen(ids, rate, seed))
     if constant is not None:
-        tags["constant_caption"] = constant
+        tags["constant_caption"], tags["constant_from"] = constant, pool[0]
     positions = None
     if takes_positions:
         if mode == "soft_image":
@@ -106,10 +106,11 @@ def mode_inputs(request: TextModeRequest, ids: Sequence[str], captions: Sequence
     return ModeInputs(out, positions, tags)
 
 
-def constant_pool(records_by_split: dict[str, list[SampleRecord]], split: str) -> list[str]:
-    """The captions the constant caption is drawn from: the train split's, else the evaluated split's."""
-    train = records_by_split.get("train") or records_by_split.get(split) or []
-    return [r.caption for r in train]
+def constant_pool(records_by_split: dict[str, list[SampleRecord]], split: str) -> tuple[str, list[str]]:
+    """(which split, its captions): the captions the constant caption is drawn from, the train split's
+    (what a model could know without the test captions), else the evaluated split's."""
+    source = "train" if records_by_split.get("train") else split
+    return source, [r.caption for r in records_by_split.get(source) or []]
 
 
 def _caption_label(caption: str) -> tuple[int, ...]:

@@ -68,7 +68,7 @@ def test_full_is_todays_evaluation_and_modes_are_recorded(runs, medref_in_proces
         tags = json.loads(rows(runs, f"SELECT tags FROM runs WHERE id={res['run_id']}")[0][0])
         assert tags["text_mode"] == mode and len(scores(runs, res["run_id"])) == res["n_images"]
         if mode == "constant":
-            assert tags["constant_caption"].endswith(".")
+            assert tags["constant_caption"].endswith(".") and tags["constant_from"] == "train"
         assert tags["text_seed"] == (42 if mode == "shuffled" else None)
 
 
