@@ -111,17 +111,12 @@ def test_predict_gives_an_ispg_model_the_positions_its_caption_names(runs):
     import torch
 
     from medref_cli.data.views import to_unit
-    from medref_cli.evaluation.evaluate_run import checkpoint_of_run, load_model
     from medref_cli.evaluation.predict import predict_probabilities
-    from medref_cli.ledger import open_ledger
     from medref_cli.runtime.batches import model_input
-    from medref_cli.runtime.build import build_text
 
-    ledger = open_ledger(runs["ledger"], create=False)
-    path, sha = checkpoint_of_run(ledger, runs["soft"])
-    ledger.dispose()
-    loaded = load_model(path, sha, torch.device("cpu"), runs["soft"])
-    _, cache = build_text(loaded.cfg, torch.device("cpu"))
+    from .recorded import load_recorded
+
+    loaded, cache = load_recorded(runs["ledger"], runs["soft"])
     images = np.random.default_rng(0).integers(0, 255, size=(1, 64, 64), dtype=np.uint8)
     caption = "unilateral pulmonary infection, one infected area, lower left lung."
     probs = predict_probabilities(loaded, cache, images, [caption], torch.device("cpu"))
