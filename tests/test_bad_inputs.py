@@ -115,7 +115,7 @@ CASES = [
                                             "{good}", "--captions", "{malformed_yaml}", "--cpu"),
          "needs columns image,caption"),
     # report
-    Case("report-table-7", ("report", "--table", "7"), "--table must be 1, 2, 3 or all"),
+    Case("report-table-7", ("report", "--table", "7"), "--table must be 1, 2, 3, all or text"),
     Case("report-format-docx", ("report", "--format", "docx"), "docx"),
     Case("report-ledger-not-a-database", ("report", "--ledger", "sqlite:///{notdb}"), "is not a SQLite database"),
     Case("report-out-disk-full", ("report", "--out", "{full}/table.md"), "No space left on device", fault="full"),

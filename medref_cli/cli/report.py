@@ -25,9 +25,9 @@ def _tables(text: str) -> tuple[int, ...]:
     try:
         numbers = tuple(int(part) for part in _split([text]))
     except ValueError:
-        raise MedrefError(f"--table must be 1, 2, 3 or all, got '{text}'") from None
+        raise MedrefError(f"--table must be 1, 2, 3, all or text, got '{text}'") from None
     if not numbers or any(n not in (1, 2, 3) for n in numbers):
-        raise MedrefError(f"--table must be 1, 2, 3 or all, got '{text}'")
+        raise MedrefError(f"--table must be 1, 2, 3, all or text, got '{text}'")
     return numbers
 
 
@@ -49,7 +49,9 @@ def _figure(ledger, name: str, runs: str | None, metric: str | None, out: Path |
 
 
 def report(
-    table: Annotated[str, typer.Option("--table", metavar="1|2|3|all", help="1, 2, 3 (or a comma list) or all.")] = "all",
+    table: Annotated[str, typer.Option("--table", metavar="1|2|3|all|text",
+                                       help="1, 2, 3 (or a comma list), all, or text (the text-reliance table of "
+                                            "`medref evaluate --text-mode` runs).")] = "all",
     format_: Annotated[str, typer.Option("--format", metavar="markdown|latex|csv|json", help="markdown | latex | csv | json.")] = "markdown",
     out: Annotated[Path | None, typer.Option("--out", metavar="FILE", help="Write to FILE (atomically) instead of stdout.",
                                                 show_default=False)] = None,
@@ -94,19 +96,24 @@ def report(
         if figure is not None:
             typer.echo(f"wrote {_figure(led, figure, runs, metric, out, n)}")
             return
-        options = ReportOptions(
-            tables=_tables(table),
-            datasets=_split(dataset),
-            backbones=_split(backbone),
-            metrics=_split([metric]) if metric is not None else None,
-            definition=definition,
-            with_paper=with_paper,
-            explain=explain,
-            where=tuple(ConfigCondition.parse(w) for w in where or ()),
-            details=details,
-            ratios=tuple(ratio or ()),
-        )
-        text = render(build_report(led, options), format_)
+        if table.strip().lower() == "text":
+            from medref_cli.reports.text_table import build_text_table
+
+            text = render([build_text_table(led, _split(dataset), _split(backbone))], format_)
+        else:
+            options = ReportOptions(
+                tables=_tables(table),
+                datasets=_split(dataset),
+                backbones=_split(backbone),
+                metrics=_split([metric]) if metric is not None else None,
+                definition=definition,
+                with_paper=with_paper,
+                explain=explain,
+                where=tuple(ConfigCondition.parse(w) for w in where or ()),
+                details=details,
+                ratios=tuple(ratio or ()),
+            )
+            text = render(build_report(led, options), format_)
     finally:
         led.dispose()
     if out is None:

@@ -186,6 +186,8 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         ("ssl.itcl_tau", cfg.ssl.itcl_tau > 0, "> 0"),
         ("eval.threshold", 0.0 < cfg.eval.threshold < 1.0, "in (0, 1)"),
         ("model.text_max_length", cfg.model.text_max_length >= 4, ">= 4"),
+        ("model.soft_position_hidden", cfg.model.soft_position_hidden >= 1, ">= 1"),
+        ("train.ispg_removal_rate", 0.0 <= cfg.train.ispg_removal_rate <= 1.0, "in [0, 1]"),
         ("runtime.checkpoint_every", cfg.runtime.checkpoint_every >= 0, ">= 0"),
         ("runtime.log_every", cfg.runtime.log_every >= 1, ">= 1"),
         ("position.epochs", cfg.position.epochs >= 1, ">= 1"),

@@ -72,6 +72,12 @@ class ModelConfig:
     # every step (true: the reference's quirk, its student holds the encoder in train mode; it
     # bypasses the text-feature cache for those passes); false: eval mode, cached
     text_dropout: bool = False
+    # ISPG (the reference's optional extension, off in its main configs): a soft position input of six
+    # zone probabilities, fed as one more gated text token and a gated ITCL text offset
+    soft_position: bool = False
+    # hidden width of its two MLPs and the initial value g of its gates sigmoid(g) (the reference's)
+    soft_position_hidden: int = 192
+    soft_position_gate_init: float = -2.0
 
 
 @dataclass(frozen=True)
@@ -121,6 +127,10 @@ class TrainConfig:
     # dice weight and CE weight of the DiceCE loss
     dice_weight: float = 1.0
     ce_weight: float = 1.0
+    # ISPG removal-aware training (models with model.soft_position only): the share of training captions
+    # whose positional phrases are removed, drawn per caption and step (the reference's
+    # position_removal_probability in its ISPG configs: 0.5); the soft input carries their position
+    ispg_removal_rate: float = 0.5
 
 
 @dataclass(frozen=True)

@@ -39,8 +39,10 @@ def evaluate_split(
     batch_size: int = 32,
     amp: bool = True,
     channels_last: bool = False,
+    positions: torch.Tensor | None = None,
 ) -> EvalResult:
+    """`positions` (N, 6): the soft position input of a model with one (default: the split's labels)."""
     meter = score_batches(model, split, text_cache, sequential_batches(len(split), batch_size), threshold, amp,
-                          channels_last)
+                          channels_last, positions)
     per_image = meter.per_image()
     return EvalResult(meter.compute(), list(split.ids), per_image["dice"].tolist(), per_image["iou"].tolist())

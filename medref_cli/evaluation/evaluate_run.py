@@ -17,6 +17,7 @@ from torch import nn
 from medref_cli.config import ExperimentConfig, from_dict
 from medref_cli.errors import MedrefError
 from medref_cli.evaluation.evaluate import EvalResult, evaluate_split
+from medref_cli.evaluation.text_inputs import TextModeRequest, check_model_takes, constant_pool, mode_inputs
 from medref_cli.ledger import Ledger, open_ledger, record_run
 from medref_cli.runtime.checkpoint import load_checkpoint
 
@@ -99,13 +100,18 @@ def evaluate_recorded(
     device_spec: str,
     batch_size: int | None = None,
     weights: str = "selected",
+    text: TextModeRequest | None = None,
 ) -> tuple[int, EvalResult]:
-    """Evaluate and record an `evaluate` run (child of the source run). Returns (run id, result)."""
+    """Evaluate and record an `evaluate` run (child of the source run). Returns (run id, result).
+
+    `text`: the captions the model is given (`medref evaluate --text-mode`; default: the recorded ones),
+    recorded in the run's tags (text_mode, removal_rate, text_seed, position_run)."""
     from medref_cli.data.cache import load_split
     from medref_cli.data.split_run import identify_data
     from medref_cli.runtime.build import build_text, read_records, tensor_cache_dir
     from medref_cli.runtime.device import resolve_device
 
+    text = text or TextModeRequest()
     if (run_id is None) == (checkpoint is None):
         raise MedrefError("give either a RUN_ID or --checkpoint PATH")
     if weights not in WEIGHTS:
@@ -115,6 +121,8 @@ def evaluate_recorded(
     try:
         path, sha = checkpoint_of_run(ledger, run_id) if run_id is not None else (checkpoint, None)
         loaded = load_model(Path(path), sha, device, run_id, weights)
+        takes_positions = bool(getattr(loaded.model, "takes_positions", False))
+        check_model_takes(text, takes_positions, f"run {run_id}" if run_id is not None else str(path))
         cfg = with_data(loaded.cfg, data_root, dataset, results_dir, device_spec)
         if split not in ("train", "valid", "test"):
             raise MedrefError(f"--split must be train, valid or test, got '{split}'")
@@ -123,17 +131,26 @@ def evaluate_recorded(
             raise MedrefError(f"text encoder {cfg.model.text_encoder} is {encoder.dim} wide, the model expects "
                               f"{loaded.model.text_dim}")
         data = identify_data(cfg)
-        records = read_records(cfg, data.ref.root).get(split) or []
+        by_split = read_records(cfg, data.ref.root)
+        records = by_split.get(split) or []
         if not records:
             raise MedrefError(f"no {split} samples in {data.ref.root}")
-        tensors = load_split(records, cfg.data.image_size, cache_dir=tensor_cache_dir(cfg)).to(device)
+        predicted = None
+        if text.mode == "soft_image":
+            from medref_cli.evaluation.position_probs import predict_position_probs
+
+            predicted = predict_position_probs(text.position_run, records, ledger_url=ledger_url, device=device_spec)
+        tensors = load_split(records, cfg.data.image_size, cache_dir=tensor_cache_dir(cfg))
+        inputs = mode_inputs(text, tensors.ids, tensors.captions, tensors.labels, constant_pool(by_split, split),
+                             takes_positions, predicted)
+        tensors = dataclasses.replace(tensors, captions=inputs.captions).to(device)
         batch = batch_size or cfg.train.batch_size
         with record_run(ledger, "evaluate", cfg, parent_id=run_id, **data.ledger_facts(),
                         tags={"split": split, "checkpoint": str(Path(path).resolve()),
-                              "evaluated_weights": loaded.evaluated, "weights_asked": weights},
+                              "evaluated_weights": loaded.evaluated, "weights_asked": weights, **inputs.tags},
                         weights={**(loaded.weights or {}), "text": encoder.identity}) as run:
             result = evaluate_split(loaded.model, tensors, cache, cfg.eval.threshold, batch, cfg.runtime.amp,
-                                    channels_last=False)
+                                    channels_last=False, positions=inputs.positions)
             run.add_image_scores(split, result.ids, result.dice, result.iou)
             run.set_final(result.prefixed(split))
         return run.id, result

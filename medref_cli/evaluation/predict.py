@@ -41,6 +41,7 @@ from medref_cli.models.text_cache import TextFeatureCache
 from medref_cli.runtime.batches import model_input
 from medref_cli.runtime.metrics import binarize
 from medref_cli.runtime.precision import autocast
+from medref_cli.text.positions import zones_named
 
 # caption table columns: (image column, caption column), first match wins
 CAPTION_COLUMNS = (("image", "caption"), ("Image", "Description"))
@@ -182,6 +183,8 @@ def predict_probabilities(loaded: LoadedModel, cache: TextFeatureCache, images: 
     """(B, S, S) uint8 images + captions -> (B, 1, S, S) float32 sigmoid probabilities, as evaluate does."""
     batch = torch.from_numpy(images).unsqueeze(1).to(device)
     text = cache.encode(captions)
+    if getattr(loaded.model, "takes_positions", False):  # ISPG: the positions the caption names
+        text = text.with_positions(torch.tensor([zones_named(c) for c in captions], dtype=torch.float32))
     with autocast(device, loaded.cfg.runtime.amp):
         logits = loaded.model(model_input(to_unit(batch), False), text).logits
     return torch.sigmoid(logits.float())

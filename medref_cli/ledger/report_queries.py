@@ -42,6 +42,7 @@ class RunRecord:
     split_hash: str | None
     error: str | None
     finals: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, Any] = field(default_factory=dict)
 
 
 def _record(run: Run, finals: dict[str, float], now: datetime | None) -> RunRecord:
@@ -62,6 +63,7 @@ def _record(run: Run, finals: dict[str, float], now: datetime | None) -> RunReco
         split_hash=run.split_hash,
         error=run.error,
         finals=finals,
+        tags=run.tags or {},
     )
 
 

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from medref_cli.config.schema import ModelConfig
 from medref_cli.errors import MedrefError
 from medref_cli.models.encoders import TextFeatures, VisualEncoder
 
@@ -49,10 +50,49 @@ class ContrastiveHeads(nn.Module):
             nn.Linear(text_dim, proj_dim), nn.LayerNorm(proj_dim), nn.GELU(), nn.Linear(proj_dim, proj_dim)
         )
 
-    def forward(self, fused: Tensor, pooled_text: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, fused: Tensor, pooled_text: Tensor, text_offset: Tensor | None = None) -> tuple[Tensor, Tensor]:
         v = self.image_proj(fused.mean(dim=(2, 3)))
         u = self.text_proj(pooled_text)
+        if text_offset is not None:  # the soft position input's share of the text embedding (ISPG)
+            u = u + text_offset
         return F.normalize(v, dim=-1), F.normalize(u, dim=-1)
+
+
+class SoftPositionInput(nn.Module):
+    """ISPG's soft position input: six zone probabilities (ZONES order) as one more text token and as
+    an offset of the ITCL text embedding, each scaled by a learnt gate sigmoid(g) (g starts at
+    `gate_init`, -2.0: the input starts at 12% strength).
+
+    Token: Linear(6, hidden) + GELU + Linear(hidden, text_dim) + LayerNorm, appended after the
+    caption's tokens (a real token, never masked as padding), so every fusion or guide layer
+    attends to it. Offset: the same shape of MLP to `proj_dim`, added to the text projection
+    before normalisation. The structure and initial values are the reference's (hidden 192, gates
+    -2.0). The bits mean what the caption's words mean, so left and right follow data.laterality
+    as the captions do. A batch without positions reads zeros (no position known)."""
+
+    def __init__(self, text_dim: int, proj_dim: int, hidden: int = 192, gate_init: float = -2.0) -> None:
+        super().__init__()
+        self.token = nn.Sequential(nn.Linear(6, hidden), nn.GELU(), nn.Linear(hidden, text_dim), nn.LayerNorm(text_dim))
+        self.contrast = nn.Sequential(nn.Linear(6, hidden), nn.GELU(), nn.Linear(hidden, proj_dim),
+                                      nn.LayerNorm(proj_dim))
+        self.token_gate = nn.Parameter(torch.tensor(float(gate_init)))
+        self.contrast_gate = nn.Parameter(torch.tensor(float(gate_init)))
+
+    @staticmethod
+    def positions_of(text: TextFeatures) -> Tensor:
+        if text.positions is None:
+            return text.pooled.new_zeros((text.batch_size, 6))
+        return text.positions.to(text.pooled.dtype)
+
+    def extend(self, text: TextFeatures) -> TextFeatures:
+        """The text with the gated position token appended: tokens (B, L+1, D), mask (B, L+1)."""
+        positions = self.positions_of(text)
+        token = (torch.sigmoid(self.token_gate) * self.token(positions)).unsqueeze(1).to(text.tokens.dtype)
+        mask = torch.cat([text.mask, text.mask.new_ones((text.batch_size, 1))], dim=1)
+        return TextFeatures(torch.cat([text.tokens, token], dim=1), mask, text.pooled, text.positions)
+
+    def text_offset(self, text: TextFeatures) -> Tensor:
+        return torch.sigmoid(self.contrast_gate) * self.contrast(self.positions_of(text))
 
 
 class SegmentationModel(nn.Module):
@@ -70,6 +110,27 @@ class SegmentationModel(nn.Module):
         self.encoder = encoder
         self.text_dim = text_dim
         self.itcl = ContrastiveHeads(fused_dim, text_dim, proj_dim, image_head)
+        # ISPG's soft position input (model.soft_position); None: the model reads captions only
+        self.soft_position: SoftPositionInput | None = None
+
+    def add_soft_position(self, hidden: int = 192, gate_init: float = -2.0) -> None:
+        """Give the model a soft position input (built last, so the other weights draw the same
+        random numbers as a model without one)."""
+        proj_dim = self.itcl.text_proj[-1].out_features
+        self.soft_position = SoftPositionInput(self.text_dim, proj_dim, hidden, gate_init)
+
+    @property
+    def takes_positions(self) -> bool:
+        return self.soft_position is not None
+
+    def position_text(self, text: TextFeatures) -> TextFeatures:
+        """The text the fusion layers read: with the position token appended when the model has a
+        soft position input; as it is otherwise (positions given to such a model are an error)."""
+        if self.soft_position is None:
+            if text.positions is not None:
+                raise ValueError("this model has no soft position input (model.soft_position=false)")
+            return text
+        return self.soft_position.extend(text)
 
     @property
     def visual_encoder_name(self) -> str:
@@ -77,7 +138,9 @@ class SegmentationModel(nn.Module):
 
     def embed(self, fused: Tensor, text: TextFeatures) -> tuple[Tensor, Tensor]:
         """(v, u): l2-normalised image and text embeddings for the contrastive losses."""
-        return self.itcl(fused, text.pooled)
+        if self.soft_position is None:
+            return self.itcl(fused, text.pooled)
+        return self.itcl(fused, text.pooled, self.soft_position.text_offset(text))
 
     def forward(self, images: Tensor, text: TextFeatures) -> ModelOutput:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -96,6 +159,13 @@ class SegmentationModel(nn.Module):
             )
         if text.batch_size != images.shape[0]:
             raise ValueError(f"{images.shape[0]} images but {text.batch_size} captions")
+
+
+def with_soft_position(model: SegmentationModel, cfg: ModelConfig) -> SegmentationModel:
+    """`model` with ISPG's soft position input when model.soft_position is on."""
+    if cfg.soft_position:
+        model.add_soft_position(cfg.soft_position_hidden, cfg.soft_position_gate_init)
+    return model
 
 
 def box_blur(x: Tensor, size: int) -> Tensor:

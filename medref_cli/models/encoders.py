@@ -149,18 +149,31 @@ class TextFeatures:
     tokens: Tensor  # (B, L, D) float: last hidden layer, L = max length (padded)
     mask: Tensor  # (B, L) bool: True where a real token is
     pooled: Tensor  # (B, D): mean of hidden layers 1, 2 and last over the positions `TextEncoder.pool` names
+    # (B, 6) float in [0, 1], ZONES order: the soft position input of a model built with one
+    # (model.soft_position, ISPG); None: no position given (such a model then reads zeros)
+    positions: Tensor | None = None
 
     @property
     def batch_size(self) -> int:
         return self.tokens.shape[0]
 
     def to(self, device: torch.device | str) -> TextFeatures:
-        return TextFeatures(self.tokens.to(device), self.mask.to(device), self.pooled.to(device))
+        positions = None if self.positions is None else self.positions.to(device)
+        return TextFeatures(self.tokens.to(device), self.mask.to(device), self.pooled.to(device), positions)
 
     def select(self, index: Tensor | Sequence[int]) -> TextFeatures:
         """Rows `index` (e.g. a permutation for mixing pairs of samples)."""
         index = torch.as_tensor(index, device=self.tokens.device, dtype=torch.long)
-        return TextFeatures(self.tokens[index], self.mask[index], self.pooled[index])
+        positions = None if self.positions is None else self.positions[index.to(self.positions.device)]
+        return TextFeatures(self.tokens[index], self.mask[index], self.pooled[index], positions)
+
+    def with_positions(self, positions: Tensor | None) -> TextFeatures:
+        """The same features carrying `positions` (B, 6) as the soft position input (None: none)."""
+        if positions is not None:
+            if positions.shape != (self.batch_size, 6):
+                raise ValueError(f"positions must be ({self.batch_size}, 6), got {tuple(positions.shape)}")
+            positions = positions.to(device=self.tokens.device, dtype=torch.float32)
+        return TextFeatures(self.tokens, self.mask, self.pooled, positions)
 
 
 class TextEncoder:

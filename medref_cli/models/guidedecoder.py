@@ -24,7 +24,13 @@ from torch import Tensor, nn
 
 from medref_cli.config.schema import ModelConfig
 from medref_cli.errors import MedrefError
-from medref_cli.models.base import ModelOutput, SegmentationModel, SubpixelLogitHead, sine_positions
+from medref_cli.models.base import (
+    ModelOutput,
+    SegmentationModel,
+    SubpixelLogitHead,
+    sine_positions,
+    with_soft_position,
+)
 from medref_cli.models.encoders import TextFeatures, VisualEncoder, create_visual_encoder
 from medref_cli.models.registry import register_model
 
@@ -124,6 +130,7 @@ class GuideDecoder(SegmentationModel):
 
     def forward(self, images: Tensor, text: TextFeatures) -> ModelOutput:
         self.check_inputs(images, text)
+        text = self.position_text(text)
         if text.tokens.shape[1] != self.text_length:
             raise ValueError(
                 f"GuideDecoder was built for {self.text_length} text tokens, got {text.tokens.shape[1]}"
@@ -142,20 +149,27 @@ class GuideDecoder(SegmentationModel):
 def guidedecoder(cfg: ModelConfig, text_dim: int) -> GuideDecoder:
     """GuideDecoder: ConvNeXt (model.visual_encoder) with 3 text-guided decoder layers."""
     encoder = create_visual_encoder(cfg.visual_encoder, cfg.visual_pretrained, cfg.visual_checkpoint)
-    return GuideDecoder(
-        encoder, text_dim, cfg.text_max_length, cfg.proj_dim, itc_image=cfg.guidedecoder_itc_image
+    model = GuideDecoder(
+        encoder, text_dim, guided_text_length(cfg), cfg.proj_dim, itc_image=cfg.guidedecoder_itc_image
     )
+    return with_soft_position(model, cfg)
 
 
 @register_model("guidedecoder-tiny")
 def guidedecoder_tiny(cfg: ModelConfig, text_dim: int) -> GuideDecoder:
     """GuideDecoder on convnext_atto with a narrow head (tests, CPU demos)."""
     encoder = create_visual_encoder("convnext_atto", cfg.visual_pretrained, cfg.visual_checkpoint)
-    return GuideDecoder(
+    model = GuideDecoder(
         encoder,
         text_dim,
-        cfg.text_max_length,
+        guided_text_length(cfg),
         cfg.proj_dim,
         head_channels=8,
         itc_image=cfg.guidedecoder_itc_image,
     )
+    return with_soft_position(model, cfg)
+
+
+def guided_text_length(cfg: ModelConfig) -> int:
+    """Tokens the guide layers read: the caption's, and the soft position token (ISPG) when on."""
+    return cfg.text_max_length + int(cfg.soft_position)

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from medref_cli.config.schema import ModelConfig
-from medref_cli.models.base import ModelOutput, SegmentationModel, SubpixelLogitHead
+from medref_cli.models.base import ModelOutput, SegmentationModel, SubpixelLogitHead, with_soft_position
 from medref_cli.models.encoders import TextFeatures, VisualEncoder, create_visual_encoder
 from medref_cli.models.registry import register_model
 
@@ -172,6 +172,7 @@ class MMIUNet(SegmentationModel):
 
     def forward(self, images: Tensor, text: TextFeatures) -> ModelOutput:
         self.check_inputs(images, text)
+        text = self.position_text(text)
         padding = ~text.mask if self.text_padding_mask else None
         carried = text.tokens
         x = images
@@ -193,14 +194,14 @@ class MMIUNet(SegmentationModel):
 def mmi_unet(cfg: ModelConfig, text_dim: int) -> MMIUNet:
     """MMI-UNet: ConvNeXt (model.visual_encoder) with 4 fusion blocks and a UNet decoder."""
     encoder = create_visual_encoder(cfg.visual_encoder, cfg.visual_pretrained, cfg.visual_checkpoint)
-    return MMIUNet(encoder, text_dim, cfg.proj_dim, text_padding_mask=cfg.text_padding_mask)
+    return with_soft_position(MMIUNet(encoder, text_dim, cfg.proj_dim, text_padding_mask=cfg.text_padding_mask), cfg)
 
 
 @register_model("mmi-unet-tiny")
 def mmi_unet_tiny(cfg: ModelConfig, text_dim: int) -> MMIUNet:
     """MMI-UNet on convnext_atto with narrow fusion and decoder (tests, CPU demos)."""
     encoder = create_visual_encoder("convnext_atto", cfg.visual_pretrained, cfg.visual_checkpoint)
-    return MMIUNet(
+    model = MMIUNet(
         encoder,
         text_dim,
         cfg.proj_dim,
@@ -211,3 +212,4 @@ def mmi_unet_tiny(cfg: ModelConfig, text_dim: int) -> MMIUNet:
         head_channels=8,
         text_padding_mask=cfg.text_padding_mask,
     )
+    return with_soft_position(model, cfg)

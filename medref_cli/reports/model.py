@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-METRIC_LABELS = {"dice": "Dice", "miou": "mIoU"}
+# dice_image and recovery: the text-reliance table's per-image Dice and ISPG recovery share (percent)
+METRIC_LABELS = {"dice": "Dice", "miou": "mIoU", "dice_image": "Dice/img", "recovery": "recovery %"}
 STALE_MARK = "\u2020"  # dagger
 MISSING = "-"
 

@@ -28,11 +28,20 @@ def predict_probs(
     amp: bool = True,
     channels_last: bool = False,
     captions: list[str] | None = None,
+    positions: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Sigmoid probabilities (B, 1, H, W) float32 for the rows `index` of a split."""
+    """Sigmoid probabilities (B, 1, H, W) float32 for the rows `index` of a split.
+
+    A model with a soft position input (ISPG) reads `positions` (N, 6) of the whole split at those
+    rows, or, when none are given, the split's position labels (the caption's own positions)."""
     batch = take(split, index)
     device = split.images.device
     text = text_cache.encode(captions if captions is not None else batch.captions)
+    if getattr(model, "takes_positions", False):
+        rows = batch.labels.float() if positions is None else positions.to(device)[batch.index]
+        text = text.with_positions(rows)
+    elif positions is not None:
+        raise ValueError("positions given to a model without a soft position input")
     with autocast(device, amp):
         logits = model(model_input(to_unit(batch.images), channels_last), text).logits
     return torch.sigmoid(logits.float())
@@ -40,14 +49,15 @@ def predict_probs(
 
 def score_batches(model: nn.Module, split: SplitTensors, text_cache: TextFeatureCache,
                   batches: Sequence[torch.Tensor], threshold: float, amp: bool,
-                  channels_last: bool) -> SegmentationMeter:
-    """The model's predictions for the rows of `batches`, scored in eval mode (its mode restored)."""
+                  channels_last: bool, positions: torch.Tensor | None = None) -> SegmentationMeter:
+    """The model's predictions for the rows of `batches`, scored in eval mode (its mode restored);
+    `positions` (N, 6): the soft position input of a model with one (see `predict_probs`)."""
     was_training = model.training
     model.eval()
     meter = SegmentationMeter(threshold=threshold)
     try:
         for index in batches:
-            probs = predict_probs(model, split, index, text_cache, amp, channels_last)
+            probs = predict_probs(model, split, index, text_cache, amp, channels_last, positions=positions)
             meter.update(probs, split.masks[index.to(split.images.device)])
     finally:
         model.train(was_training)

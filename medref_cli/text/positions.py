@@ -94,6 +94,12 @@ def find_zone_phrase_spans(text: str) -> tuple[tuple[int, int], ...]:
     return tuple(m.span() for m in _ZONE_PHRASE_RE.finditer(text))
 
 
+def zones_named(text: str) -> tuple[int, ...]:
+    """The union of the labels of every zone phrase anywhere in text (lenient: no template check;
+    all zeros when it names none)."""
+    return union_labels(*(zone_phrase_label(text[a:b]) for a, b in find_zone_phrase_spans(text)))
+
+
 def zone_phrase_label(phrase: str) -> tuple[int, ...]:
     """The 6-bit label of one zone phrase such as "upper middle left lung" or "all right lung"."""
     words = phrase.lower().split()

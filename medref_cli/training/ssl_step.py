@@ -38,6 +38,7 @@ from medref_cli.runtime.distributed import gather_rows
 from medref_cli.runtime.precision import autocast
 from medref_cli.runtime.step_model import core
 from medref_cli.text.augment import first_phrase_label, mix_captions, student_captions_from_config, swap_sides
+from medref_cli.text.modes import removed_where
 
 
 @dataclass
@@ -134,20 +135,37 @@ def contrastive_term(kind: str, v: torch.Tensor, u: torch.Tensor, labels: torch.
     return clip_loss(v, u, tau)
 
 
-def student_passes(student: nn.Module, inputs: list[tuple[torch.Tensor, list[str]]], text_cache: TextFeatureCache,
-                   cfg: ExperimentConfig) -> list[tuple[torch.Tensor, torch.Tensor, TextFeatures]]:
-    """(logits, fused feature, text) of each (images, captions) input: one student pass each
-    (`separate`), or one pass over all of them, split back (`joint`)."""
-    def run(images: torch.Tensor, captions: list[str]):
+def soft_position_inputs(cfg: ExperimentConfig, captions: list[str], labels: torch.Tensor,
+                         gen: torch.Generator) -> tuple[list[str], torch.Tensor | None]:
+    """ISPG's removal-aware training of a model with a soft position input (model.soft_position): each
+    caption loses its positional phrases with probability train.ispg_removal_rate (one draw per caption
+    from `gen`), and the soft input carries the caption's position label. A model without one: the
+    captions unchanged, no positions, no draw."""
+    if not cfg.model.soft_position:
+        return captions, None
+    chosen = torch.rand(len(captions), generator=gen, device=gen.device) < cfg.train.ispg_removal_rate
+    return removed_where(captions, chosen.tolist()), labels.float()
+
+
+def student_passes(student: nn.Module, inputs: list[tuple[torch.Tensor, list[str], torch.Tensor | None]],
+                   text_cache: TextFeatureCache, cfg: ExperimentConfig
+                   ) -> list[tuple[torch.Tensor, torch.Tensor, TextFeatures]]:
+    """(logits, fused feature, text) of each (images, captions, soft positions or None) input: one
+    student pass each (`separate`), or one pass over all of them, split back (`joint`)."""
+    def run(images: torch.Tensor, captions: list[str], positions: torch.Tensor | None):
         text = text_cache.encode_student(captions)
+        if positions is not None:
+            text = text.with_positions(positions)
         with autocast(images.device, cfg.runtime.amp):
             out = student(layout(images, cfg.runtime.channels_last), text)
         return out.logits.float(), out.fused, text
 
     if cfg.ssl.student_passes == "separate":
-        return [run(images, captions) for images, captions in inputs]
-    logits, fused, text = run(torch.cat([x for x, _ in inputs]), [c for _, cs in inputs for c in cs])
-    sizes = [len(cs) for _, cs in inputs]
+        return [run(images, captions, positions) for images, captions, positions in inputs]
+    joint_positions = None if inputs[0][2] is None else torch.cat([p for *_, p in inputs])
+    logits, fused, text = run(torch.cat([x for x, _, _ in inputs]), [c for _, cs, _ in inputs for c in cs],
+                              joint_positions)
+    sizes = [len(cs) for _, cs, _ in inputs]
     starts = [sum(sizes[:k]) for k in range(len(sizes))]
     texts = [text.select(range(a, a + n)) for a, n in zip(starts, sizes, strict=True)]
     return list(zip(logits.split(sizes), fused.split(sizes), texts, strict=True))
@@ -168,13 +186,17 @@ def ssl_loss(
     """The step's total loss and its detached parts (on the device)."""
     s = cfg.ssl
     x_l, masks_l, x_w = weak_views(lab, unl, cfg, gen)
-    probs = teacher_probs(teacher, x_w, text_cache.encode(unl.captions), cfg).clone()
+    soft = cfg.model.soft_position  # ISPG: the teacher reads the whole caption and its position label
+    teacher_text = text_cache.encode(unl.captions)
+    teacher_text = teacher_text.with_positions(unl.labels.float()) if soft else teacher_text
+    probs = teacher_probs(teacher, x_w, teacher_text, cfg).clone()
     view = student_view(unl, x_w, probs, cfg, gen, rng)
 
     weak_itc = s.contrastive != "none" and s.itc_unsup_view == "weak"
-    inputs = [(x_l, list(lab.captions)), (view.images, view.captions)]
+    inputs = [(x_l, *soft_position_inputs(cfg, list(lab.captions), lab.labels, gen)),
+              (view.images, *soft_position_inputs(cfg, view.captions, view.labels, gen))]
     if weak_itc:
-        inputs.append((x_w, list(unl.captions)))
+        inputs.append((x_w, list(unl.captions), unl.labels.float() if soft else None))
     outs = student_passes(student, inputs, text_cache, cfg)
     sup = loss_fn(outs[0][0], masks_l.float())
     unsup = loss_fn(outs[1][0], view.pseudo)

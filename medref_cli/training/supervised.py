@@ -178,13 +178,15 @@ def supervised_loss_parts(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """DiceCE of the model on the weak view of one labeled batch, plus lambda_itcl_sup x the labeled
     contrastive term when train.burnin_itcl is on. Returns (loss, detached parts)."""
-    from medref_cli.training.ssl_step import contrastive_embed_term
+    from medref_cli.training.ssl_step import contrastive_embed_term, soft_position_inputs
 
     batch = take(labeled, distributed.shard(index))
     weak = weak_view(to_unit(batch.images), batch.masks, generator, (cfg.ssl.zoom_min, cfg.ssl.zoom_max),
                      cfg.ssl.zoom_prob, cfg.ssl.zoom_mode)
     device = labeled.images.device
-    text = text_cache.encode_student(batch.captions)
+    captions, positions = soft_position_inputs(cfg, batch.captions, batch.labels, generator)
+    text = text_cache.encode_student(captions)
+    text = text if positions is None else text.with_positions(positions)
     with autocast(device, cfg.runtime.amp):
         out = model(model_input(weak.images, cfg.runtime.channels_last), text)
     loss = loss_fn(out.logits.float(), weak.masks.float())

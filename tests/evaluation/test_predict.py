@@ -22,6 +22,8 @@ from medref_cli.evaluation import predict as predict_mod
 from medref_cli.evaluation.overlay import OUTLINE_RGB, mask_outline, wrap_caption
 from medref_cli.evaluation.predict import read_caption_table
 
+from .recorded import load_recorded
+
 SIZE = 64
 LEFT = "unilateral pulmonary infection, one infected area, lower left lung."
 RIGHT = "unilateral pulmonary infection, two infected areas, upper middle right lung."
@@ -49,16 +51,7 @@ def trained(tmp_path_factory, synthetic_root, medref_in_process, tiny_burnin_arg
 
 @pytest.fixture(scope="module")
 def model(trained):
-    from medref_cli.evaluation.evaluate_run import checkpoint_of_run, load_model
-    from medref_cli.ledger import open_ledger
-    from medref_cli.runtime.build import build_text
-
-    ledger = open_ledger(trained["ledger"], create=False)
-    path, sha = checkpoint_of_run(ledger, trained["run"])
-    ledger.dispose()
-    loaded = load_model(path, sha, torch.device("cpu"), trained["run"])
-    _, cache = build_text(loaded.cfg, torch.device("cpu"))
-    return loaded, cache
+    return load_recorded(trained["ledger"], trained["run"])
 
 
 def expected_probs(model, paths: list[Path], captions: list[str]) -> np.ndarray:

@@ -47,7 +47,7 @@ def test_an_empty_ledger_gives_the_layout_with_dashes(cli, tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--table", "4"], "--table must be 1, 2, 3 or all"),
+        (["--table", "4"], "--table must be 1, 2, 3, all or text"),
         (["--format", "html"], "--format must be one of markdown, latex, csv, json"),
         (["--definition", "mean"], "--definition must be one of global, per-image"),
         (["--metric", "f1"], "--metric expects a comma list of dice, miou"),
