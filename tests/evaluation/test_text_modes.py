@@ -84,8 +84,29 @@ def test_soft_modes_on_an_ispg_model(runs, medref_in_process):
     assert results["oracle_soft"]["dice_global"] != results["removed"]["dice_global"]
     before = rows(runs, "SELECT COUNT(*) FROM runs")[0][0]
     code, out, err = evaluate(medref_in_process, runs, runs["soft"], "--text-mode", "soft_image", "--position-run", "1")
-    assert code == 2 and err.startswith("medref: error: no position run 1") and err.count("\n") == 1
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("medref: error: run 1 is a split run, not a position predictor")
     assert rows(runs, "SELECT COUNT(*) FROM runs")[0][0] == before
+
+    # the image-only predictor on the ISPG model's encoder gives soft_image its positions
+    code, out, err = medref_in_process(
+        "position", "train", "--run", str(runs["soft"]), "--cpu", "--epochs", "2", "--set", "position.freeze_epochs=1",
+        "--set", "position.batch_size=8", "--set", f"runtime.results_dir={runs['home'] / 'results'}",
+        "--ledger", runs["ledger"], "--json")
+    assert code == 0, err
+    position = json.loads(out)["run_id"]
+    code, out, err = evaluate(medref_in_process, runs, runs["soft"], "--text-mode", "soft_image",
+                              "--position-run", str(position))
+    assert code == 0, err
+    soft = json.loads(out)
+    tags = json.loads(rows(runs, f"SELECT tags FROM runs WHERE id={soft['run_id']}")[0][0])
+    assert tags["soft_input"] == "predicted" and tags["text_mode"] == "soft_image"
+    assert len(scores(runs, soft["run_id"])) == soft["n_images"] == results["removed"]["n_images"]
+    # the predicted positions are neither the zeros of `removed` nor the labels of `oracle_soft`
+    assert soft["dice_global"] not in (results["removed"]["dice_global"], results["oracle_soft"]["dice_global"])
+    code, out, err = medref_in_process("report", "--table", "text", "--format", "json", "--ledger", runs["ledger"])
+    assert code == 0, err
+    assert "soft_image" in out
 
 
 @pytest.mark.parametrize(("args", "message"), [
