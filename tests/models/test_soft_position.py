@@ -29,8 +29,18 @@ def images() -> torch.Tensor:
     return torch.randn(2, 1, 64, 64, generator=torch.Generator().manual_seed(1))
 
 
+@pytest.fixture()
+def one_thread():
+    """The golden outputs were computed on one CPU thread: other thread counts split the reductions
+    differently and change the last bits."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("backbone", BACKBONES)
-def test_soft_position_off_gives_todays_outputs(backbone, tiny_text):
+def test_soft_position_off_gives_todays_outputs(backbone, tiny_text, one_thread):
     golden = torch.load(GOLDEN, weights_only=True)
     text = tiny_text.encode(CAPTIONS)
     assert torch.equal(text.tokens, golden["text_tokens"])
