@@ -31,7 +31,7 @@ from typing import Any
 from medref_cli.config import dump_yaml
 from medref_cli.errors import MedrefError
 from medref_cli.runs import slurm
-from medref_cli.runs.ablation import Cell
+from medref_cli.runs.ablation import Cell, assess
 
 POLL_S = 5.0
 
@@ -233,7 +233,10 @@ def submit_grid(cells: list[Cell], ledger_url: str, executor: str, res: SlurmRes
                     handles[cell.slug] = _submit(ex, cell, workdir, executor, after, tags, run)
             outcomes: dict[str, str] = {}
             if wait or executor != "slurm":
-                outcomes = _wait_outcomes(executor, handles, tags["jobs"])
+                ended = _wait_ended(executor, handles, tags["jobs"])
+                assess(ledger_url, todo)  # finished means: its finished run is in the ledger
+                outcomes = {c.slug: "finished" if c.state == "done" else f"failed (job {ended[c.slug]})"
+                            for c in todo}
             run.set_final({"n_cells": len(cells), "n_submitted": len(todo), "n_waiting": len(waiting),
                            "n_failed": sum(1 for v in outcomes.values() if v != "finished")})
             if outcomes:
@@ -272,12 +275,11 @@ def _wait_all(handles: list) -> None:
         time.sleep(1.0)
 
 
-def _wait_outcomes(executor: str, handles: dict[str, Any], jobs: list[dict]) -> dict[str, str]:
-    """Wait until every submitted job has ended; slug -> finished | failed (STATE)."""
+def _wait_ended(executor: str, handles: dict[str, Any], jobs: list[dict]) -> dict[str, str]:
+    """Wait until every submitted job has ended; slug -> how the scheduler says it ended."""
     if executor != "slurm":
         _wait_all(list(handles.values()))
-        return {slug: ("finished" if h.state in ("DONE", "FINISHED") and h.exception() is None
-                       else f"failed ({h.state})") for slug, h in handles.items()}
+        return {slug: h.state for slug, h in handles.items()}
     ids = {j["slug"]: j["job_id"] for j in jobs}
     while True:
         states = slurm.job_states(list(ids.values()))
@@ -285,5 +287,4 @@ def _wait_outcomes(executor: str, handles: dict[str, Any], jobs: list[dict]) -> 
         if not any(s.live for s in states.values()):  # (a job pending on a failed dependency never starts)
             break
         time.sleep(POLL_S)
-    return {slug: ("finished" if states[i].state == "COMPLETED" else f"failed ({states[i].state})")
-            for slug, i in ids.items()}
+    return {slug: states[i].state for slug, i in ids.items()}

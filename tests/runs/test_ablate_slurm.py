@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -215,8 +216,8 @@ def test_grid_through_submitit_local_executor(tmp_path):
 
     write_synthetic_dataset(tmp_path / "data", n=40, seed=0)
     url, allow = _ledger_url(tmp_path)
-    args = [*GRID, "--seeds", "0", "--dataset", "synthetic", "--data", str(tmp_path / "data"), *TINY,
-            "--executor", "submitit-local", *allow, "--json"]
+    grid = [*GRID, "--seeds", "0", "--dataset", "synthetic", "--data", str(tmp_path / "data"), *TINY]
+    args = [*grid, "--executor", "submitit-local", *allow, "--json"]
     first = _medref(tmp_path, url, *args)
     assert len(first["submitted"]) == 6 and set(first["outcomes"].values()) == {"finished"}
     runs = _cell_runs(url)
@@ -225,6 +226,12 @@ def test_grid_through_submitit_local_executor(tmp_path):
     job_of = {j["cell"]: j["job"] for j in first["submitted"]}
     assert {r.host["scheduler"]["name"] for r in runs} == {"submitit-local"}
     assert sorted(r.host["scheduler"]["job_id"] for r in runs) == sorted(job_of.values())
+    rows = _medref(tmp_path, url, *grid, "--dry-run", "--json")
+    assert {r["state"] for r in rows} == {"done"} and len(rows) == 6
+    slugs = {("(burn-in)", "burn-in"), ("Baseline", "baseline"), ("+ T-S EMA", "t-s-ema"), ("+ PosAug", "posaug"),
+             ("+ T-PatchMix", "t-patchmix"), ("+ ITCL (Ours)", "itcl--ours")}
+    assert {(r["row"], r["job"]) for r in rows} == {(row, job_of[f"{slug}-r0.1-s0"]) for row, slug in slugs}
+    assert {r["node"] for r in rows} == {socket.gethostname()}
     again = _medref(tmp_path, url, *args)
     assert again["submitted"] == [] and again["ablate_run"] is None and again["skipped"] == 6
     assert len(_cell_runs(url)) == 6
@@ -244,8 +251,8 @@ def test_grid_through_real_slurm_resumes_after_scancel(tmp_path):
     assert len(jobs) == 12  # 2 seeds x (shared burn-in + Baseline control + 4 semi-supervised rows)
     # each seed's semi-supervised cells wait for that seed's shared burn-in, the rest for nothing
     for seed in (0, 1):
-        burnin = jobs[f"burnin-r0.1-s{seed}"]["job"]
-        assert jobs[f"baseline-r0.1-s{seed}"]["after"] is None and jobs[f"burnin-r0.1-s{seed}"]["after"] is None
+        burnin = jobs[f"burn-in-r0.1-s{seed}"]["job"]
+        assert jobs[f"baseline-r0.1-s{seed}"]["after"] is None and jobs[f"burn-in-r0.1-s{seed}"]["after"] is None
         for row in ("t-s-ema", "posaug", "t-patchmix", "itcl--ours"):
             assert jobs[f"{row}-r0.1-s{seed}"]["after"] == burnin
     victim = jobs["itcl--ours-r0.1-s1"]["job"]  # still waiting on its burn-in: it never starts
