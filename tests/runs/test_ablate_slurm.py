@@ -203,6 +203,13 @@ def _each_finished_once(runs: list, n_cells: int) -> None:
     assert len(finished) == n_cells and len(set(identities)) == n_cells, identities
 
 
+def _url_in_no_job_file(tmp_path: Path, url: str) -> None:
+    """The jobs get the ledger URL from their environment: no job script, pickle or cell file holds it."""
+    files = [p for p in (tmp_path / "results" / "ablate").rglob("*") if p.is_file() and "logs" not in p.parts]
+    assert any(p.name.endswith("_submitted.pkl") for p in files)
+    assert [p for p in files if url.encode() in p.read_bytes()] == []
+
+
 def _wait_for(job_ids: list[str], limit_s: float = 1500) -> None:
     end = time.monotonic() + limit_s
     while any(s.live for s in slurm.job_states(job_ids).values()):
@@ -220,6 +227,7 @@ def test_grid_through_submitit_local_executor(tmp_path):
     args = [*grid, "--executor", "submitit-local", *allow, "--json"]
     first = _medref(tmp_path, url, *args)
     assert len(first["submitted"]) == 6 and set(first["outcomes"].values()) == {"finished"}
+    _url_in_no_job_file(tmp_path, url)
     runs = _cell_runs(url)
     _each_finished_once(runs, 6)
     # every cell ran in the job it was submitted as (its record names the submitit job)
@@ -255,6 +263,8 @@ def test_grid_through_real_slurm_resumes_after_scancel(tmp_path):
         assert jobs[f"baseline-r0.1-s{seed}"]["after"] is None and jobs[f"burn-in-r0.1-s{seed}"]["after"] is None
         for row in ("t-s-ema", "posaug", "t-patchmix", "itcl--ours"):
             assert jobs[f"{row}-r0.1-s{seed}"]["after"] == burnin
+    _url_in_no_job_file(tmp_path, url)
+    assert all(url not in p.read_text() for p in (tmp_path / "results" / "ablate").rglob("*_submission.sh"))
     victim = jobs["itcl--ours-r0.1-s1"]["job"]  # still waiting on its burn-in: it never starts
     subprocess.run(["scancel", victim], check=True)
     status = _medref(tmp_path, url, *args[:-1], "--status", "--json")
