@@ -19,6 +19,7 @@ from medref_cli.cli.common import (
 )
 
 STATE_STYLE = {"done": "green", "stale": "yellow", "failed": "red", "running": "cyan", "pending": "white"}
+EXECUTORS = ("local", "slurm", "submitit-local")
 
 
 def ablate(
@@ -32,6 +33,22 @@ def ablate(
     jobs: Annotated[int, typer.Option(help="Cells run side by side (CPU).")] = 1,
     gpus: Annotated[str | None, typer.Option(help="Comma-separated GPU ids: one cell per GPU.")] = None,
     grid_dir: Annotated[Path | None, typer.Option(help="Folder of the row files.")] = None,
+    executor: Annotated[str | None, typer.Option(
+        help="local (processes here, the default) | slurm (one Slurm job per cell, via submitit) | "
+             "submitit-local (submitit's local executor; config runtime.executor).")] = None,
+    slurm_partition: Annotated[str | None, typer.Option(help="Slurm partition (config slurm.partition).")] = None,
+    slurm_gpus_per_job: Annotated[int | None, typer.Option(help="GPUs per cell job (slurm.gpus_per_job).")] = None,
+    slurm_cpus_per_job: Annotated[int | None, typer.Option(help="CPUs per cell job (slurm.cpus_per_job).")] = None,
+    slurm_time: Annotated[str | None, typer.Option(help="Time limit per job: minutes or [D-]HH:MM[:SS].")] = None,
+    slurm_mem: Annotated[str | None, typer.Option(help="Memory per job, e.g. 32G (slurm.mem).")] = None,
+    slurm_account: Annotated[str | None, typer.Option(help="Slurm account to charge (slurm.account).")] = None,
+    slurm_extra: Annotated[list[str] | None, typer.Option(
+        help="Further sbatch option KEY=VALUE, e.g. qos=high (repeatable; added to slurm.extra).")] = None,
+    allow_sqlite: Annotated[bool, typer.Option(
+        "--allow-sqlite", help="Let --executor slurm write a SQLite ledger (safe on one node only).")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="With slurm: wait until every submitted job ended.")] = False,
+    status: Annotated[bool, typer.Option("--status", help="Each cell's ledger and scheduler state; runs nothing.")] = False,
+    cancel: Annotated[bool, typer.Option("--cancel", help="scancel the grid's queued and running jobs.")] = False,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     ledger: LedgerOpt = None,
@@ -47,31 +64,44 @@ def ablate(
 
     if jobs < 1:
         raise MedrefError(f"--jobs must be >= 1, got {jobs}")
-    overrides = {"model.backbone": backbone, **data_overrides(dataset, data)}
+    if executor is not None and executor not in EXECUTORS:
+        raise MedrefError(f"--executor must be one of {', '.join(EXECUTORS)}, got '{executor}'")
+    if sum((dry_run, status, cancel)) > 1:
+        raise MedrefError("--dry-run, --status and --cancel exclude each other")
+    overrides = {"model.backbone": backbone, **data_overrides(dataset, data), "runtime.executor": executor,
+                 "slurm.partition": slurm_partition, "slurm.gpus_per_job": slurm_gpus_per_job,
+                 "slurm.cpus_per_job": slurm_cpus_per_job, "slurm.time": slurm_time, "slurm.mem": slurm_mem,
+                 "slurm.account": slurm_account}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     seed_list = int_list(seeds, "--seeds") or []
     gpu_list = int_list(gpus, "--gpus")
+    base = load_config(config, overrides, set_ or ())
+    url = ledger_url(ledger, base.runtime.results_dir)
+    chosen = base.runtime.executor
+    submits = chosen != "local" and not (dry_run or status or cancel)
+    if submits:
+        from medref_cli.runs import ablate_submit
+
+        if gpu_list:
+            raise MedrefError("--gpus is for --executor local; ask for GPUs per job with --slurm-gpus-per-job")
+        ablate_submit.check_ledger(url, chosen, allow_sqlite)
+        resources = ablate_submit.resources(base, slurm_extra or [])
+        ablate_submit.preflight(chosen, resources)
     cells = build_cells(table, config, set_ or [], overrides, ratio, seed_list, grid_dir)
-    results_dir = load_config(config, overrides, set_ or ()).runtime.results_dir
-    url = ledger_url(ledger, results_dir)
     identify(cells)
     assess(url, cells)
-    rows = [{"row": c.row, "kind": c.kind, "ratio": c.ratio, "seed": c.seed, "state": c.state, "run": c.run_id}
-            for c in cells]
-    if dry_run:
-        if json_:
-            typer.echo(json.dumps(rows))
-            return
-        from rich.table import Table
+    if dry_run or status:
+        _show(table, cells, url, json_, "dry run, nothing runs" if dry_run else "status")
+        return
+    if cancel:
+        from medref_cli.runs.ablate_status import cancel_grid
 
-        t = Table(title=f"Table {table}: {len(cells)} cells (dry run, nothing runs)")
-        for col in ("row", "kind", "ratio", "seed", "state", "run"):
-            t.add_column(col)
-        for r in rows:
-            style = STATE_STYLE[r["state"]]
-            t.add_row(r["row"], r["kind"], f"{r['ratio']:g}", str(r["seed"]), f"[{style}]{r['state']}[/]",
-                      str(r["run"] or "-"))
-        console().print(t)
+        cancelled = cancel_grid(url, cells)
+        typer.echo(json.dumps({"cancelled": cancelled}) if json_ else
+                   f"cancelled {len(cancelled)} job(s)" + (f": {', '.join(cancelled)}" if cancelled else ""))
+        return
+    if submits:
+        _submit(table, cells, url, chosen, resources, wait, json_)
         return
     result = run_grid(cells, url, jobs, gpu_list, table)
     summary = {"ablate_run": result.run_id, "cells": len(cells),
@@ -82,5 +112,51 @@ def ablate(
         failed = [k for k, v in result.outcomes.items() if v != "finished"]
         typer.echo(f"ablate run {result.run_id}: {len(cells)} cells, {summary['skipped']} already done, "
                    f"{len(result.outcomes)} run, {len(failed)} failed" + (f": {', '.join(failed)}" if failed else ""))
+    if any(v != "finished" for v in result.outcomes.values()):
+        raise typer.Exit(1)
+
+
+def _show(table: int, cells, url: str, json_: bool, what: str) -> None:
+    import json
+
+    from medref_cli.runs.ablate_status import COLUMNS, grid_rows
+
+    rows = grid_rows(url, cells)
+    if json_:
+        typer.echo(json.dumps(rows))
+        return
+    from rich.table import Table
+
+    t = Table(title=f"Table {table}: {len(cells)} cells ({what})")
+    for col in COLUMNS:
+        t.add_column(col)
+    for r in rows:
+        style = STATE_STYLE[r["state"]]
+        t.add_row(r["row"], r["kind"], f"{r['ratio']:g}", str(r["seed"]), f"[{style}]{r['state']}[/]",
+                  *(str(r[c] or "-") for c in ("run", "job", "job_state", "node")))
+    console().print(t)
+
+
+def _submit(table: int, cells, url: str, executor: str, resources, wait: bool, json_: bool) -> None:
+    import json
+
+    from medref_cli.runs.ablate_submit import submit_grid
+
+    result = submit_grid(cells, url, executor, resources, table, wait)
+    done = sum(1 for c in cells if c.state == "done")
+    summary = {"ablate_run": result.run_id, "executor": executor, "cells": len(cells), "skipped": done,
+               "waiting": result.skipped_live, "submitted": [{"cell": j["slug"], "job": j["job_id"],
+                                                               "after": j["depends_on"]} for j in result.submitted],
+               "outcomes": result.outcomes}
+    if json_:
+        typer.echo(json.dumps(summary))
+    else:
+        typer.echo(f"ablate run {result.run_id or '-'}: {len(cells)} cells, {done} already done, "
+                   f"{len(result.skipped_live)} still queued or running, {len(result.submitted)} submitted"
+                   + (f" (jobs {', '.join(j['job_id'] for j in result.submitted)})" if result.submitted else ""))
+        failed = [k for k, v in result.outcomes.items() if v != "finished"]
+        if result.outcomes:
+            typer.echo(f"{len(result.outcomes) - len(failed)} finished, {len(failed)} failed"
+                       + (f": {', '.join(failed)}" if failed else ""))
     if any(v != "finished" for v in result.outcomes.values()):
         raise typer.Exit(1)

@@ -142,6 +142,10 @@ def show(
                   f"({_fmt(d['data']['files'])} files)  split {_fmt(d['data']['split_hash'])}")
     out.print(f"seeds: {d['seeds']}  host: {d['host'].get('hostname')} {d['host'].get('cpu')} "
                   f"gpus={d['host'].get('gpus')}")
+    job = d["host"].get("scheduler")
+    if job:
+        array = f" array task {job['array_task_id']}" if job.get("array_task_id") is not None else ""
+        out.print(f"job: {job['name']} {job['job_id']} on {job.get('node')}{array}", markup=False)
     from medref_cli.ledger.provenance import weights_label
 
     for role in ("visual", "text"):

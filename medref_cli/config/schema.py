@@ -269,6 +269,27 @@ class RuntimeConfig:
     checkpoint_every: int = 200
     progress: bool = True
     heartbeat_s: float = 30.0
+    # where `medref ablate` runs its cells: local (processes on this machine) | slurm (one Slurm job per
+    # cell through submitit, `slurm.*` settings) | submitit-local (the same submission path run by
+    # submitit's local executor on this machine, for trying a grid without a cluster)
+    executor: str = "local"
+
+
+@dataclass(frozen=True)
+class SlurmConfig:
+    """Resources of each cell's Slurm job (`medref ablate --executor slurm`): not hashed, they do not
+    change what a cell computes. Empty / 0 leaves a setting to the cluster's defaults."""
+
+    partition: str = ""
+    account: str = ""
+    gpus_per_job: int = 0
+    cpus_per_job: int = 0
+    # wall-clock limit: minutes, or Slurm's [D-]HH:MM[:SS]
+    time: str = "24:00:00"
+    # memory per job as Slurm reads it: 16G, 16000M (empty: the partition's default)
+    mem: str = ""
+    # further sbatch options, KEY=VALUE separated by ';' (e.g. "qos=high;constraint=a100")
+    extra: str = ""
 
 
 @dataclass(frozen=True)
@@ -282,10 +303,11 @@ class ExperimentConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     position: PositionConfig = field(default_factory=PositionConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
 
 
 # sections whose values do not change what a run computes
-UNHASHED_SECTIONS = ("runtime",)
+UNHASHED_SECTIONS = ("runtime", "slurm")
 # keys of those sections that do change the numbers, and so are hashed
 HASHED_RUNTIME_KEYS = ("amp",)
 # keys that name the experiment rather than define it
@@ -319,4 +341,5 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "position.head": ("gap_mlp", "region_pool", "six_query"),
     "position.weights": ("student", "teacher"),
     "position.train_split": ("labeled", "train"),
+    "runtime.executor": ("local", "slurm", "submitit-local"),
 }

@@ -104,8 +104,27 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def scheduler_info(env: dict[str, str] | None = None) -> dict | None:
+    """The batch job this process runs in (Slurm's job id, node, array index), from its environment."""
+    env = os.environ if env is None else env
+    if env.get("SLURM_JOB_ID"):
+        array_task = env.get("SLURM_ARRAY_TASK_ID")
+        return {
+            "name": "slurm",
+            "job_id": env["SLURM_JOB_ID"],
+            "node": env.get("SLURMD_NODENAME") or socket.gethostname(),
+            "array_job_id": env.get("SLURM_ARRAY_JOB_ID"),
+            "array_task_id": int(array_task) if array_task and array_task.isdigit() else None,
+        }
+    if env.get("SUBMITIT_LOCAL_JOB_ID"):
+        return {"name": "submitit-local", "job_id": env["SUBMITIT_LOCAL_JOB_ID"], "node": socket.gethostname(),
+                "array_job_id": None, "array_task_id": None}
+    return None
+
+
 def host_info() -> dict:
     info: dict = {
+        "scheduler": scheduler_info(),
         "hostname": socket.gethostname(),
         "platform": platform.platform(),
         "cpu": _cpu_model(),
