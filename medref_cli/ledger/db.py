@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from medref_cli.errors import MedrefError
 from medref_cli.ledger.schema import SCHEMA_VERSION, Base, Meta
+from medref_cli.ledger.secrets import mask_text, mask_url, url_secrets
 
 BUSY_TIMEOUT_S = 60.0
 
@@ -64,7 +65,9 @@ class Ledger:
     """An open ledger: `write()` and `read()` give sessions in a transaction."""
 
     def __init__(self, url: str, engine: Engine) -> None:
-        self.url = url
+        self.url = url  # as given, credentials included: never show it; `shown_url` is for messages
+        self.shown_url = mask_url(url)
+        self.secrets = url_secrets(url)
         self.engine = engine
         self._write = sessionmaker(engine, expire_on_commit=False)
         self._read = sessionmaker(engine.execution_options(medref_readonly=True), expire_on_commit=False)
@@ -156,7 +159,7 @@ def open_ledger(url: str, create: bool = True) -> Ledger:
     try:
         engine = create_engine(url, future=True, pool_pre_ping=path is None)
     except Exception as exc:  # noqa: BLE001 - URL parsing or missing driver: the user's input
-        raise MedrefError(f"cannot open ledger URL '{url}': {exc}") from None
+        raise MedrefError(f"cannot open ledger URL '{mask_url(url)}': {mask_text(str(exc), url_secrets(url))}") from None
     if engine.dialect.name == "sqlite":
         _install_sqlite_hooks(engine)
     try:
@@ -167,5 +170,6 @@ def open_ledger(url: str, create: bool = True) -> Ledger:
     except (OperationalError, DatabaseError) as exc:
         engine.dispose()
         reason = str(exc.orig) if getattr(exc, "orig", None) is not None else str(exc)
-        raise MedrefError(f"cannot open the ledger at {url}: {reason.splitlines()[0]}") from None
+        reason = mask_text(reason.splitlines()[0] if reason else type(exc).__name__, url_secrets(url))
+        raise MedrefError(f"cannot open the ledger at {mask_url(url)}: {reason}") from None
     return Ledger(url, engine)
