@@ -47,18 +47,19 @@ def url_secrets(url: str | None) -> list[str]:
     """Every credential a URL carries (password, credential query values), as written and decoded."""
     if not url:
         return []
+    from sqlalchemy.engine import make_url
+
     found: set[str] = set()
     try:
-        from sqlalchemy.engine import make_url
-
         parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - unparsable: the text patterns below still apply
+        parsed = None
+    if parsed is not None:
         if parsed.password:
             found.add(str(parsed.password))
         for key, value in parsed.query.items():
             if _is_secret_key(key):
                 found.update(value if isinstance(value, tuple) else (value,))
-    except Exception:  # noqa: BLE001 - unparsable: fall back to the text patterns
-        pass
     for m in _URL_PASSWORD.finditer(url):
         found.add(m.group("pw"))
     for m in _QUERY_SECRET.finditer(url):

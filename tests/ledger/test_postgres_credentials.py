@@ -19,7 +19,7 @@ def _runs(url: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if k not in ("PGPASSWORD", "PGPASSFILE", "MEDREF_LEDGER")}
     return subprocess.run([sys.executable, "-m", "medref_cli", "runs", "--json", "--ledger", url], cwd=cwd,
                           env={**base, "PYTHONPATH": str(PROJECT), "HOME": str(cwd), **env},
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
 
 
 def _without_password(url: str) -> tuple[str, str]:
@@ -58,5 +58,5 @@ def test_pgpassword_and_a_password_file_replace_the_password_in_the_url(postgres
     base = {k: v for k, v in os.environ.items() if k not in ("PGPASSWORD", "PGPASSFILE")}
     done = subprocess.run([sys.executable, "-m", "medref_cli", "runs", "--json"], cwd=tmp_path,
                           env={**base, "PYTHONPATH": str(PROJECT), "MEDREF_LEDGER": postgres_url},
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
