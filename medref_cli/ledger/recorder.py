@@ -30,7 +30,7 @@ from medref_cli.files import sha256_file
 from medref_cli.ledger.db import Ledger
 from medref_cli.ledger.provenance import code_version, host_info, package_versions
 from medref_cli.ledger.schema import Artifact, FinalMetric, ImageScore, MetricPoint, Run
-from medref_cli.ledger.secrets import LEDGER_ENV, mask_text, masked_command, url_secrets
+from medref_cli.ledger.secrets import command_secrets, mask_text, masked_command
 
 
 class RunKilled(KeyboardInterrupt):
@@ -168,7 +168,7 @@ class RunRecorder:
 def command_line(secrets: Iterable[str] = ()) -> str:
     """The user's command (a worker process of a multi-process run is told its launcher's), with
     every credential masked: a `--ledger` URL's password, that of MEDREF_LEDGER, and `secrets`."""
-    secrets = [*secrets, *url_secrets(os.environ.get(LEDGER_ENV))]
+    secrets = [*secrets, *command_secrets(sys.argv)]
     launched = os.environ.get("MEDREF_COMMAND_LINE")
     if launched:
         return mask_text(launched, secrets)

@@ -11,6 +11,7 @@ password to libpq: `PGPASSWORD` or `~/.pgpass` (`PGPASSFILE`) work unchanged.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Sequence
 from urllib.parse import quote, quote_plus, unquote
@@ -83,6 +84,16 @@ def mask_text(text: str, secrets: Iterable[str] = ()) -> str:
     text = _URL_PASSWORD.sub(lambda m: m.group("head") + MASK + "@", text)
     return _QUERY_SECRET.sub(lambda m: m.group("head") + (MASK if _is_secret_key(m.group("key")) else m.group("value")),
                              text)
+
+
+def command_secrets(argv: Sequence[str]) -> list[str]:
+    """The credentials of this command's ledger: the `--ledger` URL's and MEDREF_LEDGER's."""
+    import os
+
+    urls = [os.environ.get(LEDGER_ENV)]
+    urls += [b for a, b in itertools.pairwise(argv) if a == "--ledger"]
+    urls += [a[len("--ledger="):] for a in argv if a.startswith("--ledger=")]
+    return [s for url in urls for s in url_secrets(url)]
 
 
 def mask_argv(argv: Sequence[str], secrets: Iterable[str] = ()) -> list[str]:

@@ -151,3 +151,27 @@ def test_cells_and_workers_get_the_ledger_in_their_environment_not_their_command
     env = launch._worker_env(0, 2, 12345, ["cpu", "cpu"], tmp_path, url)
     assert env["MEDREF_LEDGER"] == url
     assert env["MEDREF_COMMAND_LINE"] == "medref train --cpu --nproc 2 --ledger postgresql+psycopg://alice:***@db/medref"
+
+
+def test_a_bugs_traceback_on_stderr_is_masked(cli, monkeypatch):
+    """An unexpected exception (a bug) still prints its traceback and exits 1, credentials masked."""
+    from medref_cli.cli import runs as runs_cli
+
+    def broken(_ledger):
+        raise RuntimeError(f"boom while reading postgresql+psycopg://alice:{SECRET}@db/m (pw {SECRET})")
+
+    monkeypatch.setattr(runs_cli, "_open", broken)
+    code, out, err = cli("runs", "--ledger", f"postgresql+psycopg://alice:{SECRET}@db/m")
+    assert code == 1 and out == ""
+    assert "Traceback" in err and "RuntimeError: boom while reading postgresql+psycopg://alice:***@db/m" in err
+    assert SECRET not in err
+
+
+def test_command_secrets_reads_both_ledger_spellings_and_the_environment(monkeypatch):
+    from medref_cli.ledger.secrets import command_secrets
+
+    monkeypatch.setenv("MEDREF_LEDGER", "postgresql://a:envpw@h/m")
+    found = command_secrets(["medref", "runs", "--ledger", "postgresql://a:argpw@h/m", "--ledger=postgresql://a:eqpw@h/m"])
+    assert {"envpw", "argpw", "eqpw"} <= set(found)
+    monkeypatch.delenv("MEDREF_LEDGER")
+    assert command_secrets(["medref", "runs"]) == []
