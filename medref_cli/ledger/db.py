@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, select
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
 from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -28,6 +28,7 @@ from medref_cli.ledger.schema import SCHEMA_VERSION, Base, Meta
 from medref_cli.ledger.secrets import mask_text, mask_url, url_secrets
 
 BUSY_TIMEOUT_S = 60.0
+MIGRATION_LOCK_KEY = 0x6D656472  # 'medr': PostgreSQL advisory lock held while a ledger is created or upgraded
 
 # version -> step that upgrades a ledger from version-1 to version (runs inside one transaction)
 MigrationStep = Callable[[Connection], None]
@@ -118,6 +119,10 @@ def migrate(engine: Engine, target: int = SCHEMA_VERSION, steps: dict[int, Migra
     """Create a fresh ledger at `target`, or upgrade an older one step by step. Returns the version."""
     steps = MIGRATIONS if steps is None else steps
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # processes opening one fresh ledger at once (a grid's cells, jobs on several nodes) take
+            # turns: the first creates it, the others then find it made (DDL is transactional there)
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         current = schema_version(conn)
         if current is None:
             if inspect(conn).get_table_names():
