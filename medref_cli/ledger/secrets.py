@@ -12,6 +12,7 @@ password to libpq: `PGPASSWORD` or `~/.pgpass` (`PGPASSFILE`) work unchanged.
 from __future__ import annotations
 
 import itertools
+import os
 import re
 from collections.abc import Iterable, Sequence
 from urllib.parse import quote, quote_plus, unquote
@@ -88,8 +89,6 @@ def mask_text(text: str, secrets: Iterable[str] = ()) -> str:
 
 def command_secrets(argv: Sequence[str]) -> list[str]:
     """The credentials of this command's ledger: the `--ledger` URL's and MEDREF_LEDGER's."""
-    import os
-
     urls = [os.environ.get(LEDGER_ENV)]
     urls += [b for a, b in itertools.pairwise(argv) if a == "--ledger"]
     urls += [a[len("--ledger="):] for a in argv if a.startswith("--ledger=")]
