@@ -134,7 +134,12 @@ def test_a_ledger_password_is_found_nowhere(postgres_url, tmp_path, synthetic_ro
 
     dump = _ledger_text(postgres_url)
     assert {"runs", "metric_history", "final_metrics", "artifacts"} <= set(dump)
-    commands = [r[0] for r in create_engine(postgres_url).connect().execute(text("SELECT command FROM runs"))]
+    engine = create_engine(postgres_url)
+    try:
+        with engine.connect() as conn:
+            commands = [r[0] for r in conn.execute(text("SELECT command FROM runs"))]
+    finally:
+        engine.dispose()
     assert any("--ledger postgresql+psycopg://medref_ci:***@" in c for c in commands)
     assert not any("--ledger" in c for c in commands if " --config " in c), "cells got no --ledger"
 
