@@ -30,6 +30,7 @@ demo: $(STAMP) ## Run the main job on the built-in synthetic data (CPU, a few mi
 	bash scripts/demo.sh
 
 test: $(STAMP) ## Run the whole test suite (slow end-to-end tests included)
+	bash scripts/ci/postgres.sh
 	$(BIN)/pytest -q
 
 test-fast: $(STAMP) ## Run the tests without the slow ones

@@ -72,3 +72,76 @@ def cli(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MEDREF_LEDGER", raising=False)
     return invoke_medref
+
+
+# PostgreSQL: MEDREF_TEST_POSTGRES_URL, else the URL that scripts/ci/postgres.sh (run by `make test`)
+# wrote for its local server. Each test gets a fresh database of its own, dropped afterwards.
+POSTGRES_URL_FILE = Path(os.environ.get("MEDREF_CI_STATE", "/var/lib/medref-ci")) / "postgres.url"
+
+
+def _postgres_base_url() -> tuple[str | None, bool, str]:
+    """(URL, given explicitly, why there is none)."""
+    explicit = os.environ.get("MEDREF_TEST_POSTGRES_URL")
+    if explicit:
+        return explicit, True, ""
+    try:
+        text = POSTGRES_URL_FILE.read_text().strip()
+    except OSError as exc:
+        return None, False, (f"no PostgreSQL server: MEDREF_TEST_POSTGRES_URL is unset and {POSTGRES_URL_FILE} "
+                             f"cannot be read ({exc.strerror}); run scripts/ci/postgres.sh as root")
+    return (text, False, "") if text else (None, False, f"{POSTGRES_URL_FILE} is empty")
+
+
+@pytest.fixture
+def postgres_url():
+    """A URL (password included) of a fresh, empty PostgreSQL database; skips with the reason when
+    there is no server (fails when MEDREF_TEST_POSTGRES_URL names one that does not answer)."""
+    import uuid
+
+    base, explicit, why = _postgres_base_url()
+    if base is None:
+        pytest.skip(why)
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip("the psycopg driver is not installed (pip install -e '.[postgres]')")
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from medref_cli.ledger.secrets import mask_url
+
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            can_create = bool(conn.execute(text("SELECT rolcreatedb FROM pg_roles WHERE rolname = current_user"))
+                              .scalar())
+    except Exception as exc:  # noqa: BLE001 - a server that does not answer
+        admin.dispose()
+        message = f"PostgreSQL at {mask_url(base)} does not answer: {type(exc).__name__}"
+        if explicit:
+            pytest.fail(message)
+        pytest.skip(message + " (run scripts/ci/postgres.sh as root)")
+    if not can_create:  # a role without CREATEDB: the given database, emptied of ledger tables
+        from medref_cli.ledger.schema import Base
+
+        Base.metadata.drop_all(admin)
+        admin.dispose()
+        yield base
+        return
+    name = f"medref_t_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(base).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_backend(request, tmp_path):
+    """The URL of an empty ledger, once on SQLite and once on PostgreSQL (skipped without a server)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ledger.db'}"
+    return request.getfixturevalue("postgres_url")

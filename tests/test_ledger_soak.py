@@ -1,7 +1,7 @@
 """Ledger soak: `medref ablate --jobs 4` writes while `medref runs` and `medref report` read, on one ledger.
 
-SQLite by default; set MEDREF_TEST_POSTGRES_URL (e.g. postgresql+psycopg://medref@localhost/medref_test)
-to run the same soak against PostgreSQL (see README, "PostgreSQL").
+Once on SQLite and once on PostgreSQL: the local server `make test` starts (scripts/ci/postgres.sh),
+or the one MEDREF_TEST_POSTGRES_URL names (see README, "PostgreSQL"); skipped without a server.
 """
 
 from __future__ import annotations
@@ -36,24 +36,9 @@ def _medref(*args: str, cwd: Path, env: dict) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _empty_test_database(url: str) -> None:
-    """A PostgreSQL test database starts empty: drop the ledger's tables left by an earlier run."""
-    from sqlalchemy import create_engine
-
-    from medref_cli.ledger.schema import Base
-
-    engine = create_engine(url)
-    try:
-        Base.metadata.drop_all(engine)
-    finally:
-        engine.dispose()
-
-
 @pytest.mark.slow
-def test_ablate_jobs_4_with_concurrent_readers(tmp_path):
-    url = os.environ.get("MEDREF_TEST_POSTGRES_URL") or f"sqlite:///{tmp_path / 'ledger.db'}"
-    if not url.startswith("sqlite"):
-        _empty_test_database(url)
+def test_ablate_jobs_4_with_concurrent_readers(tmp_path, ledger_backend):
+    url = ledger_backend
     env = {**os.environ, "PYTHONPATH": str(PROJECT), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
            "MEDREF_LEDGER": url}
     grid = ["ablate", "--table", "2", "--seeds", "0", "--jobs", "4", "--grid-dir",

@@ -19,7 +19,8 @@ LedgerOpt = Annotated[
     str | None,
     typer.Option(
         "--ledger",
-        help="SQLAlchemy URL of the ledger (default: sqlite:///<results>/ledger.db; env MEDREF_LEDGER).",
+        help="SQLAlchemy URL of the ledger (default: sqlite:///<results>/ledger.db; env MEDREF_LEDGER). "
+        "Keep a PostgreSQL password in ~/.pgpass or PGPASSWORD; one in the URL is shown as ***.",
         show_default=False,
     ),
 ]

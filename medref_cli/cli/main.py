@@ -81,6 +81,15 @@ def run(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except BrokenPipeError:
         sys.exit(0)
+    except Exception:  # noqa: BLE001 - a bug: reported as Python would, exit 1
+        # a bug: its traceback, with any ledger credential in it masked
+        import traceback
+
+        from medref_cli.ledger.secrets import command_secrets, mask_text
+
+        print(mask_text(traceback.format_exc(), command_secrets(sys.argv if argv is None else argv)),
+              end="", file=sys.stderr)
+        sys.exit(1)
     sys.exit(rv if isinstance(rv, int) else 0)
 
 

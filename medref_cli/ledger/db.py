@@ -19,14 +19,16 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, select
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
 from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from medref_cli.errors import MedrefError
 from medref_cli.ledger.schema import SCHEMA_VERSION, Base, Meta, PositionScore
+from medref_cli.ledger.secrets import mask_text, mask_url, url_secrets
 
 BUSY_TIMEOUT_S = 60.0
+MIGRATION_LOCK_KEY = 0x6D656472  # 'medr': PostgreSQL advisory lock held while a ledger is created or upgraded
 
 # version -> step that upgrades a ledger from version-1 to version (runs inside one transaction)
 MigrationStep = Callable[[Connection], None]
@@ -71,7 +73,9 @@ class Ledger:
     """An open ledger: `write()` and `read()` give sessions in a transaction."""
 
     def __init__(self, url: str, engine: Engine) -> None:
-        self.url = url
+        self.url = url  # as given, credentials included: never show it; `shown_url` is for messages
+        self.shown_url = mask_url(url)
+        self.secrets = url_secrets(url)
         self.engine = engine
         self._write = sessionmaker(engine, expire_on_commit=False)
         self._read = sessionmaker(engine.execution_options(medref_readonly=True), expire_on_commit=False)
@@ -122,6 +126,10 @@ def migrate(engine: Engine, target: int = SCHEMA_VERSION, steps: dict[int, Migra
     """Create a fresh ledger at `target`, or upgrade an older one step by step. Returns the version."""
     steps = MIGRATIONS if steps is None else steps
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # processes opening one fresh ledger at once (a grid's cells, jobs on several nodes) take
+            # turns: the first creates it, the others then find it made (DDL is transactional there)
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         current = schema_version(conn)
         if current is None:
             if inspect(conn).get_table_names():
@@ -170,7 +178,7 @@ def open_ledger(url: str, create: bool = True) -> Ledger:
     try:
         engine = create_engine(url, future=True, pool_pre_ping=path is None)
     except Exception as exc:  # noqa: BLE001 - URL parsing or missing driver: the user's input
-        raise MedrefError(f"cannot open ledger URL '{url}': {exc}") from None
+        raise MedrefError(f"cannot open ledger URL '{mask_url(url)}': {mask_text(str(exc), url_secrets(url))}") from None
     if engine.dialect.name == "sqlite":
         _install_sqlite_hooks(engine)
     try:
@@ -181,5 +189,6 @@ def open_ledger(url: str, create: bool = True) -> Ledger:
     except (OperationalError, DatabaseError) as exc:
         engine.dispose()
         reason = str(exc.orig) if getattr(exc, "orig", None) is not None else str(exc)
-        raise MedrefError(f"cannot open the ledger at {url}: {reason.splitlines()[0]}") from None
+        reason = mask_text(reason.splitlines()[0] if reason else type(exc).__name__, url_secrets(url))
+        raise MedrefError(f"cannot open the ledger at {mask_url(url)}: {reason}") from None
     return Ledger(url, engine)

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from medref_cli.errors import MedrefError
 from medref_cli.ledger.db import Ledger
 from medref_cli.ledger.schema import Artifact, FinalMetric, ImageScore, MetricPoint, PositionScore, Run
+from medref_cli.ledger.secrets import mask_text
 
 LOST_AFTER = 3.0  # heartbeat intervals without a beat
 
@@ -95,7 +96,7 @@ def get_run(ledger: Ledger, run_id: int) -> Run:
     with ledger.read() as session:
         run = session.get(Run, run_id)
         if run is None:
-            raise MedrefError(f"no run {run_id} in the ledger ({ledger.url})")
+            raise MedrefError(f"no run {run_id} in the ledger ({ledger.shown_url})")
         session.expunge(run)
         return run
 
@@ -125,9 +126,10 @@ def run_detail(ledger: Ledger, run_id: int, history_points: int = 0) -> dict[str
         {
             "heartbeat": _aware(run.heartbeat_at).isoformat(timespec="seconds"),
             "pid": run.pid,
-            "command": run.command,
-            "error": run.error,
-            "traceback": run.traceback,
+            # masked again on the way out: a row recorded by an older medref may hold a password
+            "command": mask_text(run.command, ledger.secrets),
+            "error": mask_text(run.error, ledger.secrets),
+            "traceback": mask_text(run.traceback, ledger.secrets),
             "seeds": run.seeds,
             "data": {
                 "dataset": run.dataset,

@@ -30,6 +30,7 @@ from medref_cli.files import sha256_file
 from medref_cli.ledger.db import Ledger
 from medref_cli.ledger.provenance import code_version, host_info, package_versions
 from medref_cli.ledger.schema import Artifact, FinalMetric, ImageScore, MetricPoint, PositionScore, Run
+from medref_cli.ledger.secrets import command_secrets, mask_text, masked_command
 
 
 class RunKilled(KeyboardInterrupt):
@@ -161,6 +162,8 @@ class RunRecorder:
     def close(self, status: str, error: str | None = None, tb: str | None = None) -> None:
         self.stop_heartbeat()
         now = utcnow()
+        # an error's text may quote the ledger URL (or its password): recorded masked
+        error, tb = mask_text(error, self.ledger.secrets), mask_text(tb, self.ledger.secrets)
         self.ledger.write_with_retry(
             lambda s: s.execute(
                 update(Run)
@@ -171,12 +174,14 @@ class RunRecorder:
         )
 
 
-def command_line() -> str:
-    """The user's command (a worker process of a multi-process run is told its launcher's)."""
+def command_line(secrets: Iterable[str] = ()) -> str:
+    """The user's command (a worker process of a multi-process run is told its launcher's), with
+    every credential masked: a `--ledger` URL's password, that of MEDREF_LEDGER, and `secrets`."""
+    secrets = [*secrets, *command_secrets(sys.argv)]
     launched = os.environ.get("MEDREF_COMMAND_LINE")
     if launched:
-        return launched
-    return " ".join(["medref", *sys.argv[1:]]) if sys.argv else "medref"
+        return mask_text(launched, secrets)
+    return masked_command(["medref", *sys.argv[1:]], secrets) if sys.argv else "medref"
 
 
 @contextlib.contextmanager
@@ -247,7 +252,7 @@ def record_run(
         "heartbeat_at": now,
         "heartbeat_interval_s": cfg.runtime.heartbeat_s,
         "pid": os.getpid(),
-        "command": command_line(),
+        "command": command_line(ledger.secrets),
         "config": to_dict(cfg),
         "config_hash": config_hash(cfg),
         "config_schema": schema_hash(),

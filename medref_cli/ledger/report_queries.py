@@ -99,7 +99,7 @@ def runs_by_id(ledger: Ledger, run_ids: Sequence[int], now: datetime | None = No
     found = {r.id: r for r in _records(ledger, select(Run).where(Run.id.in_(list(run_ids))), now)}
     missing = [i for i in run_ids if i not in found]
     if missing:
-        raise MedrefError(f"no run {', '.join(map(str, missing))} in the ledger ({ledger.url})")
+        raise MedrefError(f"no run {', '.join(map(str, missing))} in the ledger ({ledger.shown_url})")
     return [found[i] for i in run_ids]
 
 

@@ -2,7 +2,8 @@
 
 Each cell runs as its own `medref burnin|train` process (so a crash in one cell never takes the
 grid down) from the cell's fully resolved config, written to `results/ablate/<id>/cells/`, with
-its output in `.../logs/`. Phase 1 trains the shared burn-in of every (ratio, seed) group, phase
+its output in `.../logs/`, and the ledger URL in its environment (MEDREF_LEDGER), never on its
+command line. Phase 1 trains the shared burn-in of every (ratio, seed) group, phase
 2 the semi-supervised rows, which then reuse it. `--jobs N` runs N cells side by side; `--gpus
 0,1` runs one cell per GPU. The grid itself is recorded as an `ablate` run whose tags list every
 cell, its state before the grid ran and its outcome. Re-running an interrupted grid resumes it:
@@ -30,12 +31,20 @@ class Slot:
     log: object | None = None
 
 
-def cell_command(cell: Cell, config_path: Path, ledger_url: str, device: str | None) -> list[str]:
-    cmd = [sys.executable, "-m", "medref_cli", cell.kind, "--config", str(config_path), "--ledger", ledger_url,
-           "--json"]
+def cell_command(cell: Cell, config_path: Path, device: str | None) -> list[str]:
+    """A cell's command line. It names no ledger: the URL (a password in it would show in `ps`)
+    travels in the environment, `cell_env`."""
+    cmd = [sys.executable, "-m", "medref_cli", cell.kind, "--config", str(config_path), "--json"]
     if device is not None:
         cmd += ["--set", f"runtime.device={device}"]
     return cmd
+
+
+def cell_env(ledger_url: str) -> dict[str, str]:
+    """A cell's environment: this one's, with the grid's ledger URL in MEDREF_LEDGER."""
+    from medref_cli.ledger.secrets import LEDGER_ENV
+
+    return {**os.environ, "PYTHONUNBUFFERED": "1", LEDGER_ENV: ledger_url}
 
 
 def _launch(slot: Slot, cell: Cell, workdir: Path, ledger_url: str) -> None:
@@ -45,9 +54,8 @@ def _launch(slot: Slot, cell: Cell, workdir: Path, ledger_url: str) -> None:
     log_path = workdir / "logs" / f"{cell.slug}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     slot.log = log_path.open("w")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    slot.proc = subprocess.Popen(cell_command(cell, config_path, ledger_url, slot.device), stdout=slot.log,
-                                 stderr=subprocess.STDOUT, env=env)
+    slot.proc = subprocess.Popen(cell_command(cell, config_path, slot.device), stdout=slot.log,
+                                 stderr=subprocess.STDOUT, env=cell_env(ledger_url))
     slot.cell = cell
 
 

@@ -2,7 +2,8 @@
 
 The launcher writes the resolved config to a private folder and starts N copies of
 ``python -m medref_cli.runs.launch SPEC`` with torchrun's variables (RANK, WORLD_SIZE,
-LOCAL_RANK, MASTER_ADDR, MASTER_PORT) and the device of each rank. Rank 0 trains, records the
+LOCAL_RANK, MASTER_ADDR, MASTER_PORT), the device of each rank and the ledger URL in
+MEDREF_LEDGER (the environment, not the command line: a password in it stays out of `ps`). Rank 0 trains, records the
 run and writes the command's summary; the other ranks train in step and stay silent. When a
 worker fails, the others are stopped (SIGTERM: rank 0 marks its run killed) and the launcher
 reports the failing rank's error as one line. The same workers run under torchrun itself:
@@ -69,12 +70,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker_env(rank: int, world: int, port: int, devices: list[str], folder: Path) -> dict[str, str]:
+def _worker_env(rank: int, world: int, port: int, devices: list[str], folder: Path,
+                ledger_url: str) -> dict[str, str]:
+    """The worker's environment: torchrun's variables, and the ledger URL (never on the command
+    line, where every user of the node sees it) with the user's command line, masked."""
+    from medref_cli.ledger.recorder import command_line
+    from medref_cli.ledger.secrets import LEDGER_ENV, url_secrets
+
     env = dict(os.environ)
     env.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
                MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), MEDREF_RANK_DEVICES=",".join(devices),
-               MEDREF_RESULT_DIR=str(folder),
-               MEDREF_COMMAND_LINE=" ".join(["medref", *sys.argv[1:]]) if sys.argv else "medref")
+               MEDREF_RESULT_DIR=str(folder), MEDREF_COMMAND_LINE=command_line(url_secrets(ledger_url)))
+    env[LEDGER_ENV] = ledger_url
     return env
 
 
@@ -130,8 +137,8 @@ def launch(command: str, cfg: ExperimentConfig, ledger_url: str, devices: list[s
     with tempfile.TemporaryDirectory(prefix="medref-launch-") as tmp:
         folder = Path(tmp)
         spec = folder / "spec.json"
-        spec.write_text(json.dumps({"command": command, "config": to_dict(cfg), "ledger_url": ledger_url,
-                                    "resume": resume, "keys": sorted(keys)}))
+        spec.write_text(json.dumps({"command": command, "config": to_dict(cfg), "resume": resume,
+                                    "keys": sorted(keys)}))
         port = _free_port()
         procs: list[subprocess.Popen] = []
         in_main = threading.current_thread() is threading.main_thread()  # signal handlers live there
@@ -142,7 +149,7 @@ def launch(command: str, cfg: ExperimentConfig, ledger_url: str, devices: list[s
                 with open(folder / f"stderr.{rank}", "wb") as log:
                     procs.append(subprocess.Popen(
                         [sys.executable, "-m", "medref_cli.runs.launch", str(spec)],
-                        env=_worker_env(rank, world, port, devices, folder),
+                        env=_worker_env(rank, world, port, devices, folder, ledger_url),
                         stdout=subprocess.DEVNULL if quiet else None, stderr=log if quiet else None))
             failed = _wait_first_failure(procs)
             if failed is not None:
@@ -203,7 +210,7 @@ def worker_main(spec_path: str) -> int:
     rank = int(os.environ.get("RANK", "0"))
     spec = json.loads(Path(spec_path).read_text())
     try:
-        summary = run_rank(spec["command"], from_dict(spec["config"]), spec["ledger_url"], spec["resume"],
+        summary = run_rank(spec["command"], from_dict(spec["config"]), os.environ["MEDREF_LEDGER"], spec["resume"],
                            spec["keys"])
     except MedrefError as exc:
         _atomic_write(folder / f"error.{rank}", str(exc) if rank == 0 else f"rank {rank}: {exc}")
