@@ -29,8 +29,9 @@ venv: $(STAMP) ## Create or update the virtual environment (.venv) with everythi
 demo: $(STAMP) ## Run the main job on the built-in synthetic data (CPU, a few minutes)
 	bash scripts/demo.sh
 
-test: $(STAMP) ## Run the whole test suite (slow end-to-end tests included)
+test: $(STAMP) ## Run the whole test suite (slow end-to-end tests included; starts a local PostgreSQL and Slurm)
 	bash scripts/ci/postgres.sh
+	bash scripts/ci/slurm.sh
 	$(BIN)/pytest -q
 
 test-fast: $(STAMP) ## Run the tests without the slow ones
