@@ -99,6 +99,10 @@ def test_a_run_sent_sigterm_is_killed(ledger, url):
     line = proc.stdout.readline()
     assert line.startswith("READY"), proc.stderr.read()
     run_id = int(line.split()[1])
+    # live: its heartbeat (every 0.2 s) keeps it running; on a loaded machine one beat may come late
+    deadline = time.monotonic() + 10
+    while run_detail(ledger, run_id)["status"] != "running" and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert run_detail(ledger, run_id)["status"] == "running"
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=30)
