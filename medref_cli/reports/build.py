@@ -12,9 +12,9 @@ from medref_cli.ledger.report_queries import RunRecord, image_scores, table_runs
 from medref_cli.reports import layouts
 from medref_cli.reports.captions import TITLES, paper_caption, table_caption
 from medref_cli.reports.cells import RunView, Selection, select_runs, view_run
-from medref_cli.reports.details import DetailSource, block_details, full_supervision
+from medref_cli.reports.details import DetailSource, block_details, full_supervision, significance
 from medref_cli.reports.identity import ConfigCondition
-from medref_cli.reports.layouts import RowSpec, ratio_label, same_ratio
+from medref_cli.reports.layouts import FINAL_NAMES, RowSpec, ratio_label, same_ratio
 from medref_cli.reports.model import Block, Cell, Column, PaperRow, Row, Significance, Table
 from medref_cli.reports.paper import (
     PaperReference,
@@ -25,16 +25,10 @@ from medref_cli.reports.paper import (
     table3_references,
 )
 from medref_cli.reports.staleness import CurrentVersions, current_versions
-from medref_cli.reports.stats import average_over_seeds, paired_test, seed_stats
+from medref_cli.reports.stats import average_over_seeds, seed_stats
 
 DEFINITIONS = ("global", "per-image")
 METRICS = ("dice", "miou")
-FINAL_NAMES = {
-    ("global", "dice"): "test_dice_global",
-    ("global", "miou"): "test_iou_global",
-    ("per-image", "dice"): "test_dice_per_image_mean",
-    ("per-image", "miou"): "test_iou_per_image_mean",
-}
 DATASET_ORDER = ("qata", "mosmed")
 BACKBONE_ORDER = ("guidedecoder", "mmi-unet")
 MAX_LISTED_RUNS = 20
@@ -112,11 +106,9 @@ def _significance(method: list[RunRecord], baseline: list[RunRecord], spec: RowS
     ours, theirs = average_over_seeds(scores.dice(method)), average_over_seeds(scores.dice(baseline))
     if not ours or not theirs:
         return None, f"vs {spec.baseline}: not tested (no per-image test scores on one side)"
-    test = paired_test(ours, theirs)
-    if test is None:
+    sig = significance(ours, theirs, spec.baseline)
+    if sig is None:
         return None, f"vs {spec.baseline}: not tested (fewer than 2 test images in common)"
-    sig = Significance(spec.baseline, test.n_images, test.mean_difference, test.ci_low, test.ci_high,
-                       test.p_value, test.marker)
     line = (f"vs {spec.baseline}: Wilcoxon p={sig.p_value:.3g} on {sig.n_images} paired test images, mean Dice "
             f"difference {sig.mean_difference:+.2f} pp (95% bootstrap CI {sig.ci_low:+.2f} to {sig.ci_high:+.2f})")
     return sig, line

@@ -15,12 +15,12 @@ from collections.abc import Sequence
 
 from medref_cli.ledger.report_queries import RunRecord, metric_history, run_walls
 from medref_cli.reports.cells import RunView, select_runs
-from medref_cli.reports.layouts import RowSpec, ratio_label, same_ratio
-from medref_cli.reports.model import BlockDetail, Column, PairedResult, RowDetail, RunDetail
+from medref_cli.reports.layouts import FINAL_NAMES, RowSpec, ratio_label, same_ratio
+from medref_cli.reports.model import BlockDetail, Column, RowDetail, RunDetail, Significance
 from medref_cli.reports.stats import average_over_seeds, paired_test
 
 RATES = ("mixed_share", "text_changed_share", "pseudo_fg")
-DICE = {"global": "test_dice_global", "per-image": "test_dice_per_image_mean"}
+DICE = {definition: FINAL_NAMES[(definition, "dice")] for definition in ("global", "per-image")}
 FULL_LABEL = "100% supervised"
 
 
@@ -36,11 +36,13 @@ def weighted_rate(points: Sequence[tuple[int, float]]) -> float | None:
     return total / covered if covered else None
 
 
-def _paired(method: dict[str, float], other: dict[str, float], label: str) -> PairedResult | None:
+def significance(method: dict[str, float], other: dict[str, float], label: str) -> Significance | None:
+    """The paired per-image test of `method` against `other` (named `label`); None below 2 shared images."""
     test = paired_test(method, other)
     if test is None:
         return None
-    return PairedResult(label, test.n_images, test.mean_difference, test.ci_low, test.ci_high, test.p_value)
+    return Significance(label, test.n_images, test.mean_difference, test.ci_low, test.ci_high, test.p_value,
+                        test.marker)
 
 
 def _percent(run: RunRecord, name: str) -> float | None:
@@ -63,7 +65,7 @@ class DetailSource:
             base = baseline.get(run.seed)
             vs = None
             if base is not None and base.id != run.id:
-                vs = _paired(dice, self.scores.dice([base])[0], f"{baseline_label} seed {base.seed}")
+                vs = significance(dice, self.scores.dice([base])[0], f"{baseline_label} seed {base.seed}")
             rates = {name: weighted_rate(history[run.id].get(name, [])) for name in RATES}
             out.append(RunDetail(run.id, run.seed, walls.get(run.id), _percent(run, DICE["global"]),
                                  _percent(run, DICE["per-image"]), rates, vs))
@@ -104,7 +106,7 @@ def block_details(title: str, specs: Sequence[RowSpec], columns: Sequence[Column
             above = specs[index - 1] if index else None
             vs_previous = None
             if above is not None and above.backbone == spec.backbone and runs and counted[(above.label, ratio)]:
-                vs_previous = _paired(source.seed_mean(runs), source.seed_mean(counted[(above.label, ratio)]),
+                vs_previous = significance(source.seed_mean(runs), source.seed_mean(counted[(above.label, ratio)]),
                                       above.label)
             gap: dict[str, float | None] = {}
             if base_spec is not None and base_spec.kind == "burnin":

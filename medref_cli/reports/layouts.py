@@ -13,6 +13,13 @@ from dataclasses import dataclass
 from medref_cli.reports.identity import Components
 from medref_cli.reports.paper import ours_label, supervised_label
 
+# (Dice definition, metric) -> the final metric a run records for it
+FINAL_NAMES = {
+    ("global", "dice"): "test_dice_global",
+    ("global", "miou"): "test_iou_global",
+    ("per-image", "dice"): "test_dice_per_image_mean",
+    ("per-image", "miou"): "test_iou_per_image_mean",
+}
 TABLE1_RATIOS = (0.01, 0.02, 0.05, 0.15, 1.0)
 TABLE2_RATIOS = (0.01, 0.02)
 TABLE3_RATIOS = (0.01,)

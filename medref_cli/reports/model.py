@@ -83,18 +83,6 @@ class Block:
 
 
 @dataclass(frozen=True)
-class PairedResult:
-    """A paired per-image test (method - other), in percentage points."""
-
-    other: str  # what it is tested against: a row label, or "Baseline seed 0"
-    n_images: int
-    mean_difference: float
-    ci_low: float
-    ci_high: float
-    p_value: float
-
-
-@dataclass(frozen=True)
 class RunDetail:
     """One counted run of a cell: its cost, its scores, its logged rates, its test against the baseline."""
 
@@ -105,14 +93,14 @@ class RunDetail:
     dice_per_image: float | None
     # step-weighted mean over the run's logged windows; None where the run logged none (supervised runs)
     rates: dict[str, float | None]
-    vs_baseline: PairedResult | None = None  # against the baseline row's run of the same seed
+    vs_baseline: Significance | None = None  # against the baseline row's run of the same seed
 
 
 @dataclass(frozen=True)
 class RowDetail:
     label: str
     runs: list[RunDetail]
-    vs_previous: PairedResult | None = None  # seed-averaged per image, against the row above
+    vs_previous: Significance | None = None  # seed-averaged per image, against the row above
     # definition (global | per-image) -> (row - Baseline) / (100% supervised - Baseline); None where a side is missing
     gap_share: dict[str, float | None] = field(default_factory=dict)
 

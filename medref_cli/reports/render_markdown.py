@@ -5,8 +5,8 @@ from __future__ import annotations
 from medref_cli.reports.model import (
     Block,
     BlockDetail,
-    PairedResult,
     RunDetail,
+    Significance,
     Table,
     format_delta,
     format_number,
@@ -75,7 +75,7 @@ def _share(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def _test(result: PairedResult | None) -> str:
+def _test(result: Significance | None) -> str:
     if result is None:
         return "-"
     return (f"{result.mean_difference:+.2f} pp [{result.ci_low:+.2f}, {result.ci_high:+.2f}], "
@@ -93,7 +93,7 @@ def _details(detail: BlockDetail) -> list[str]:
               *(h for _, h in RATE_HEADERS)]
     runs = [_run_line(row.label, run) for row in [*detail.rows, *detail.full] for run in row.runs]
     lines = [f"**Runs: {md_escape(detail.title)}**", "", *_table_lines(header, runs), ""]
-    steps = [[md_escape(row.label), md_escape(row.vs_previous.other), md_escape(_test(row.vs_previous))]
+    steps = [[md_escape(row.label), md_escape(row.vs_previous.baseline), md_escape(_test(row.vs_previous))]
              for row in detail.rows if row.vs_previous is not None]
     if steps:
         lines += [(f"**Row by row: {md_escape(detail.title)}** (per-image Dice averaged over seeds, paired by image, "

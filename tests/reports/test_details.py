@@ -75,7 +75,7 @@ def test_each_run_is_tested_against_the_baseline_run_of_its_own_seed(small_ledge
     ours = {r.seed: r for r in rows["+ ITCL (Ours)"].runs}
     for seed in (1, 2):
         diffs = [100 * (a - b) for a, b in zip(image_dice(OURS_GAIN, seed), image_dice(BASE_GAIN, seed), strict=True)]
-        assert ours[seed].vs_baseline.other == f"Baseline seed {seed}"
+        assert ours[seed].vs_baseline.baseline == f"Baseline seed {seed}"
         assert ours[seed].vs_baseline.mean_difference == pytest.approx(sum(diffs) / len(diffs))
         assert ours[seed].vs_baseline.n_images == len(diffs)
     assert ours[1].run_id == ids["ours1"]
