@@ -12,7 +12,7 @@ from medref_cli.ledger.report_queries import RunRecord, image_scores, table_runs
 from medref_cli.reports import layouts
 from medref_cli.reports.captions import TITLES, paper_caption, table_caption
 from medref_cli.reports.cells import RunView, Selection, select_runs, view_run
-from medref_cli.reports.details import DetailSource, block_details, full_supervision, significance
+from medref_cli.reports.details import DetailSource, block_details, full_supervision
 from medref_cli.reports.identity import ConfigCondition
 from medref_cli.reports.layouts import FINAL_NAMES, RowSpec, ratio_label, same_ratio
 from medref_cli.reports.model import Block, Cell, Column, PaperRow, Row, Significance, Table
@@ -25,7 +25,7 @@ from medref_cli.reports.paper import (
     table3_references,
 )
 from medref_cli.reports.staleness import CurrentVersions, current_versions
-from medref_cli.reports.stats import average_over_seeds, seed_stats
+from medref_cli.reports.stats import average_over_seeds, seed_stats, significance
 
 DEFINITIONS = ("global", "per-image")
 METRICS = ("dice", "miou")

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from medref_cli.ledger.report_queries import RunRecord, metric_history, run_walls
 from medref_cli.reports.cells import RunView, select_runs
 from medref_cli.reports.layouts import FINAL_NAMES, RowSpec, ratio_label, same_ratio
-from medref_cli.reports.model import BlockDetail, Column, RowDetail, RunDetail, Significance
-from medref_cli.reports.stats import average_over_seeds, paired_test
+from medref_cli.reports.model import BlockDetail, Column, RowDetail, RunDetail
+from medref_cli.reports.stats import average_over_seeds, significance
 
 RATES = ("mixed_share", "text_changed_share", "pseudo_fg")
 DICE = {definition: FINAL_NAMES[(definition, "dice")] for definition in ("global", "per-image")}
@@ -34,15 +34,6 @@ def weighted_rate(points: Sequence[tuple[int, float]]) -> float | None:
         covered += width
         previous = step
     return total / covered if covered else None
-
-
-def significance(method: dict[str, float], other: dict[str, float], label: str) -> Significance | None:
-    """The paired per-image test of `method` against `other` (named `label`); None below 2 shared images."""
-    test = paired_test(method, other)
-    if test is None:
-        return None
-    return Significance(label, test.n_images, test.mean_difference, test.ci_low, test.ci_high, test.p_value,
-                        test.marker)
 
 
 def _percent(run: RunRecord, name: str) -> float | None:

@@ -13,6 +13,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from medref_cli.reports.model import Significance
+
 BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0
 # (threshold, marker), strictest first
@@ -107,3 +109,12 @@ def paired_test(method: Mapping[str, float], baseline: Mapping[str, float]) -> P
         ci_high=high,
         p_value=wilcoxon_p(diffs),
     )
+
+
+def significance(method: dict[str, float], other: dict[str, float], label: str) -> Significance | None:
+    """The paired per-image test of `method` against `other` (named `label`); None below 2 shared images."""
+    test = paired_test(method, other)
+    if test is None:
+        return None
+    return Significance(label, test.n_images, test.mean_difference, test.ci_low, test.ci_high, test.p_value,
+                        test.marker)

@@ -21,7 +21,7 @@ from medref_cli.ledger.db import Ledger
 from medref_cli.ledger.report_queries import RunRecord, image_scores, runs_by_id, table_runs
 from medref_cli.reports.model import Block, Cell, Column, Row, Significance, Table
 from medref_cli.reports.paper import backbone_title, dataset_title
-from medref_cli.reports.stats import average_over_seeds, paired_test, seed_stats
+from medref_cli.reports.stats import average_over_seeds, seed_stats, significance
 from medref_cli.text.modes import RATE_MODES, TEXT_MODES
 
 TITLE = "Text reliance: Dice with missing, wrong or constant positional text"
@@ -69,11 +69,7 @@ def _row_label(run: RunRecord) -> str:
 
 
 def _significance(method: list[dict[str, float]], full: list[dict[str, float]]) -> Significance | None:
-    test = paired_test(average_over_seeds(method), average_over_seeds(full))
-    if test is None:
-        return None
-    return Significance("full", test.n_images, test.mean_difference, test.ci_low, test.ci_high, test.p_value,
-                        test.marker)
+    return significance(average_over_seeds(method), average_over_seeds(full), "full")
 
 
 def _cell(values: list[float], runs: list[RunRecord], significance: Significance | None) -> Cell:
