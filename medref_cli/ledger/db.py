@@ -158,6 +158,30 @@ def default_ledger_url(explicit: str | None = None, results_dir: str | Path = "r
     return explicit or os.environ.get("MEDREF_LEDGER") or f"sqlite:///{Path(results_dir) / 'ledger.db'}"
 
 
+def _is_sqlite_file(path: Path) -> bool:
+    """Whether SQLite reads `path` as a database, asked through SQLite itself (read-only).
+
+    Never open the file with a plain open(): POSIX record locks belong to a process and an inode,
+    so closing any other descriptor of the ledger file drops the locks every SQLite connection of
+    this process holds on it (a heartbeat thread's open transaction, say). Another process may then
+    take the exclusive lock, checkpoint and delete the WAL under that transaction and corrupt the
+    ledger. SQLite's own descriptors are shared per inode and closed only when no lock needs them.
+    """
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+    except sqlite3.Error:
+        return True  # unreadable for another reason: the real open below reports it
+    try:
+        conn.execute("PRAGMA schema_version").fetchone()
+    except sqlite3.DatabaseError as exc:
+        return "not a database" not in str(exc)
+    finally:
+        conn.close()
+    return True
+
+
 def open_ledger(url: str, create: bool = True) -> Ledger:
     """Open (and create or upgrade) the ledger at a SQLAlchemy URL. Errors are one line."""
     path = _sqlite_path(url)
@@ -171,10 +195,8 @@ def open_ledger(url: str, create: bool = True) -> Ledger:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise MedrefError(f"cannot create the ledger folder {path.parent}: {exc.strerror}") from None
-        if path.exists() and path.is_file() and path.stat().st_size > 0:
-            with path.open("rb") as fh:
-                if fh.read(16) != b"SQLite format 3\x00":
-                    raise MedrefError(f"{path} is not a SQLite database; point --ledger at a ledger file")
+        if path.exists() and path.is_file() and path.stat().st_size > 0 and not _is_sqlite_file(path):
+            raise MedrefError(f"{path} is not a SQLite database; point --ledger at a ledger file")
     try:
         engine = create_engine(url, future=True, pool_pre_ping=path is None)
     except Exception as exc:  # noqa: BLE001 - URL parsing or missing driver: the user's input

@@ -185,6 +185,46 @@ def test_a_file_that_is_not_a_database_is_refused(tmp_path):
     assert bad.read_text() == "this is not sqlite\n" * 10
 
 
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ledger.db"]  # no -wal or -shm beside it
+
+
+# SQLite's SHARED lock on the database file: byte range SHARED_FIRST (PENDING_BYTE + 2), 510 bytes
+_LOCK_PROBE = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+try:
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 510, 0x40000002, 0)
+    print("free")
+except OSError:
+    print("held")
+"""
+
+
+def _shared_lock_state(path: Path) -> str:
+    out = subprocess.run([sys.executable, "-c", _LOCK_PROBE, str(path)], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def test_opening_the_ledger_keeps_the_locks_this_process_holds_on_it(tmp_path, url):
+    """A reader's SHARED lock is what stops another process from checkpointing and deleting the WAL
+    under it. Opening the ledger again in the same process (a run's heartbeat thread is mid-read while
+    the main thread looks up a burn-in) must not drop it: a plain open() and close() of the file would."""
+    import sqlite3
+
+    open_ledger(url).dispose()
+    path = tmp_path / "ledger.db"
+    reader = sqlite3.connect(path, isolation_level=None)
+    try:
+        reader.execute("BEGIN")
+        reader.execute("SELECT COUNT(*) FROM runs").fetchone()
+        assert _shared_lock_state(path) == "held"  # the probe sees a read transaction's lock
+        open_ledger(url).dispose()
+        assert _shared_lock_state(path) == "held"
+    finally:
+        reader.close()
+    assert _shared_lock_state(path) == "free"  # and it sees none once the reader is gone
+
+
 def test_a_database_with_foreign_tables_is_refused(tmp_path):
     import sqlite3
 
