@@ -207,10 +207,10 @@ def diff_runs(ledger: Ledger, a: int, b: int) -> dict[str, Any]:
     return {"a": a, "b": b, "config": config, "facts": facts, "packages": packages}
 
 
-def find_finished(
+def finished_runs(
     ledger: Ledger, kind: str, config_hash: str, split_hash: str | None, data_hash: str | None, code_version: str
-) -> Run | None:
-    """The newest finished run of the same experiment on the same split, data and code, if any."""
+) -> list[Run]:
+    """The finished runs of the same experiment on the same split, data and code, newest first."""
     stmt = (
         select(Run)
         .where(
@@ -222,10 +222,17 @@ def find_finished(
             Run.code_version == code_version,
         )
         .order_by(Run.id.desc())
-        .limit(1)
     )
     with ledger.read() as session:
-        run = session.scalars(stmt).first()
-        if run is not None:
+        runs = list(session.scalars(stmt))
+        for run in runs:
             session.expunge(run)
-        return run
+        return runs
+
+
+def find_finished(
+    ledger: Ledger, kind: str, config_hash: str, split_hash: str | None, data_hash: str | None, code_version: str
+) -> Run | None:
+    """The newest finished run of the same experiment on the same split, data and code, if any."""
+    runs = finished_runs(ledger, kind, config_hash, split_hash, data_hash, code_version)
+    return runs[0] if runs else None

@@ -11,7 +11,8 @@ semi-supervised rows.
 
 States: done (a finished run with this identity and the current code version), stale (finished,
 but by other code), failed (the newest attempt failed, was killed or was lost), running,
-pending (never run).
+pending (never run), no-files (a done shared burn-in whose checkpoint file is gone while a
+semi-supervised cell of its group has yet to run: trained again first).
 """
 
 from __future__ import annotations
@@ -193,8 +194,23 @@ def assess(ledger_url: str, cells: list[Cell]) -> None:
                                       Run.split_hash == cell.split_hash, Run.data_hash == cell.data_hash)
                     .order_by(Run.id)))
                 cell.state, cell.run_id = _state(runs, current, effective_status)
+        _check_burnin_files(ledger, cells)
     finally:
         ledger.dispose()
+
+
+def _check_burnin_files(ledger, cells: list[Cell]) -> None:
+    """A done shared burn-in whose checkpoint file is gone (a ledger restored on another machine)
+    while a semi-supervised cell of its group still has to run: state `no-files`, so that it is
+    trained again first (its SSL cells start from that checkpoint)."""
+    from medref_cli.evaluation.evaluate_run import checkpoint_of_run
+
+    for burnin in cells:
+        if burnin.row != BURNIN_ROW or burnin.state != "done" or burnin.run_id is None:
+            continue
+        waiting = [c for c in cells if c.kind == "train" and c.group == burnin.group and c.state != "done"]
+        if waiting and not checkpoint_of_run(ledger, burnin.run_id)[0].is_file():
+            burnin.state = "no-files"
 
 
 def _state(runs: list, current: str, status_of) -> tuple[str, int | None]:

@@ -4,20 +4,22 @@ The burn-in depends only on the supervised part of the config, so it is recorded
 settings reset to their defaults (`burnin_config`): every ablation row of one backbone, ratio,
 seed and data set shares one burn-in run. A finished burn-in with the same config hash, split
 hash, data hash and code version is reused (its checkpoint verified against its sha256)
-instead of being trained again. The SSL run is recorded as a child of that burn-in run.
+instead of being trained again; one whose checkpoint file is gone (a ledger restored on another
+machine) is passed over, and the burn-in is trained again. The SSL run is recorded as a child of that burn-in run.
 `resume_train` continues a killed, lost or failed SSL run from its resume checkpoint (or from its
 burn-in when it died before the first one), as the same ledger run.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from torch import nn
 
 from medref_cli.config import ExperimentConfig, config_hash
 from medref_cli.errors import MedrefError
-from medref_cli.ledger import RunRecorder, find_finished, open_ledger
+from medref_cli.ledger import RunRecorder, finished_runs, open_ledger
 from medref_cli.ledger.provenance import code_version
 from medref_cli.runs.burnin_run import (
     Sinks,
@@ -42,15 +44,24 @@ from medref_cli.training.ssl_loop import fit_ssl
 
 
 def find_burnin(ledger_url: str, cfg: ExperimentConfig, split_hash: str, data_hash: str):
+    """(run id, (checkpoint, sha256)) of the newest finished burn-in of this experiment whose
+    checkpoint file is still there, else None (the caller trains it)."""
+    from medref_cli.evaluation.evaluate_run import checkpoint_of_run
+
     ledger = open_ledger(ledger_url)
     try:
-        run = find_finished(ledger, "burnin", config_hash(burnin_config(cfg)), split_hash, data_hash,
-                            code_version().label)
-        if run is None:
-            return None
-        from medref_cli.evaluation.evaluate_run import checkpoint_of_run
-
-        return run.id, checkpoint_of_run(ledger, run.id)
+        runs = finished_runs(ledger, "burnin", config_hash(burnin_config(cfg)), split_hash, data_hash,
+                             code_version().label)
+        gone = []
+        for run in runs:
+            path, sha = checkpoint_of_run(ledger, run.id)
+            if path.is_file():
+                return run.id, (path, sha)
+            gone.append(f"run {run.id} ({path})")
+        if gone:
+            sys.stderr.write(f"the recorded burn-in's checkpoint is gone ({', '.join(gone)}); "
+                             "training the burn-in again\n")
+        return None
     finally:
         ledger.dispose()
 

@@ -57,3 +57,26 @@ def test_a_grid_runs_every_cell_once_and_a_rerun_runs_nothing(ledger_backend, tm
     again = _ablate(args, tmp_path, ledger_backend)
     assert again["skipped"] == 6 and again["outcomes"] == {}
     assert len(_cells(ledger_backend)) == len(runs), "the rerun trained nothing"
+
+    # the ledger moved to a machine without the run files (scripts/ledger_snapshot.py restore):
+    # with every cell done, nothing is trained again
+    burnin = next(r for r in runs if r.kind == "burnin" and not r.config["train"]["step_matched"])
+    for f in (tmp_path / "results" / "runs" / str(burnin.id)).iterdir():
+        f.unlink()
+    assert _ablate(args, tmp_path, ledger_backend)["skipped"] == 6
+    # one semi-supervised cell has to run again: its burn-in is trained again first, as a new run
+    ours = next(r for r in runs if r.kind == "train" and r.name == "t2-itcl")
+    ledger = open_ledger(ledger_backend, create=False)
+    try:
+        with ledger.write() as s:
+            s.get(Run, ours.id).status = "failed"
+    finally:
+        ledger.dispose()
+    third = _ablate(args, tmp_path, ledger_backend)
+    assert third["skipped"] == 4 and sorted(third["outcomes"].values()) == ["finished"] * 2
+    after = _cells(ledger_backend)
+    new = {r.id: r for r in after if r.id not in {old.id for old in runs}}
+    assert sorted(r.kind for r in new.values()) == ["burnin", "train"]
+    new_burnin = next(r for r in new.values() if r.kind == "burnin")
+    assert new_burnin.config_hash == burnin.config_hash and new_burnin.status == "finished"
+    assert next(r for r in new.values() if r.kind == "train").parent_id == new_burnin.id
