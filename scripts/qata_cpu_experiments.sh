@@ -10,6 +10,11 @@
 #   table2      medref ablate --table 2 at 5% labels, seeds 0,1,2 (Baseline = step-matched control)
 #   table3      medref ablate --table 3 at 5% labels, seeds 0,1,2
 #   full        the fully supervised runs at 100% labels, seeds 0,1,2
+#   ours        Semi-MedRef (the Table 2 Ours cell), seed 0
+#   ispg        Semi-MedRef with ISPG (soft position input, phrases removed at train.ispg_removal_rate), seed 0
+#   position:RUN  the image-only position predictors on RUN's encoder (labeled split, whole train split)
+#   text:RUN    RUN evaluated with every caption mode (full, removed 0.5 and 1, constant, shuffled, swapped)
+#   soft:RUN:P  RUN's ISPG modes at removal 0.5 and 1: oracle_soft, and soft_image from position run P
 #   doc         docs/results-cpu.md from the ledger (scripts/results_cpu.py)
 # JOBS (default 2) cells run side by side, each on OMP_NUM_THREADS=1.
 set -euo pipefail
@@ -34,14 +39,23 @@ sweep() {  # the recipe sweep: each entry changes one thing against cpu.yaml
   case "$1" in
     control-base)  "${M[@]}" burnin "${COMMON[@]}" "${CONTROL[@]}" --seed 0 --set split.seed=0 --json ;;
     control-zoom1) "${M[@]}" burnin "${COMMON[@]}" "${CONTROL[@]}" --seed 0 --set split.seed=0 --set ssl.zoom_prob=1.0 --json ;;
+    control-zoom1-wd05) "${M[@]}" burnin "${COMMON[@]}" "${CONTROL[@]}" --seed 0 --set split.seed=0 \
+                     --set ssl.zoom_prob=1.0 --set train.weight_decay=0.05 --json ;;
     full-8ep)      "${M[@]}" burnin "${COMMON[@]}" "${FULL[@]}" --seed 0 --set split.seed=0 --json ;;
     full-24ep)     "${M[@]}" burnin "${COMMON[@]}" --ratio 1.0 --epochs 24 --set train.epochs=0 \
                      --set train.step_matched=true --seed 0 --set split.seed=0 --json ;;
     full-24ep-zoom1) "${M[@]}" burnin "${COMMON[@]}" --ratio 1.0 --epochs 24 --set train.epochs=0 \
                      --set train.step_matched=true --seed 0 --set split.seed=0 --set ssl.zoom_prob=1.0 --json ;;
-    *) echo "unknown sweep entry '$1' (control-base, control-zoom1, full-8ep, full-24ep, full-24ep-zoom1)" >&2
+    *) echo "unknown sweep entry '$1' (control-base, control-zoom1, control-zoom1-wd05, full-8ep, full-24ep, full-24ep-zoom1)" >&2
        exit 2 ;;
   esac
+}
+
+evaluate() {  # RUN MODE [RATE [POSITION_RUN]]
+  local extra=()
+  [[ -n "${3:-}" ]] && extra+=(--removal-rate "$3")
+  [[ -n "${4:-}" ]] && extra+=(--position-run "$4")
+  "${M[@]}" evaluate "$1" --text-mode "$2" "${extra[@]}" --cpu --results-dir results/qata-cpu --json
 }
 
 for step in "$@"; do
@@ -55,10 +69,30 @@ for step in "$@"; do
       for s in ${SEEDS//,/ }; do
         "${M[@]}" burnin "${COMMON[@]}" "${FULL[@]}" --seed "$s" --set split.seed="$s" --json
       done ;;
+    ours) "${M[@]}" train "${COMMON[@]}" --ratio "$RATIO" --seed 0 --set split.seed=0 --json ;;
+    ispg) "${M[@]}" train "${COMMON[@]}" --ratio "$RATIO" --seed 0 --set split.seed=0 \
+            --set model.soft_position=true --json ;;
+    position:*)
+      "${M[@]}" position train --run "${step#position:}" --cpu --set runtime.results_dir=results/qata-cpu --json
+      "${M[@]}" position train --run "${step#position:}" --cpu --set runtime.results_dir=results/qata-cpu \
+        --set position.train_split=train --json ;;
+    text:*)
+      run="${step#text:}"
+      for mode in full "removed 0.5" "removed 1.0" constant shuffled swapped; do
+        # shellcheck disable=SC2086
+        evaluate "$run" $mode
+      done ;;
+    soft:*)
+      IFS=: read -r _ run position <<< "$step"
+      for rate in 0.5 1.0; do
+        evaluate "$run" oracle_soft "$rate"
+        evaluate "$run" soft_image "$rate" "$position"
+      done ;;
     doc)
       .venv/bin/python scripts/results_cpu.py --ledger "$MEDREF_LEDGER" --ratio "$RATIO" \
         --sweep "${SWEEP_RUNS:-}" --preamble docs/results-cpu.preamble.md > docs/results-cpu.md.tmp
       mv docs/results-cpu.md.tmp docs/results-cpu.md ;;
-    *) echo "unknown step '$step' (sweep:NAME, table2, table3, full, doc)" >&2; exit 2 ;;
+    *) echo "unknown step '$step' (sweep:NAME, table2, table3, full, ours, ispg, position:RUN, text:RUN," \
+            "soft:RUN:POSITION_RUN, doc)" >&2; exit 2 ;;
   esac
 done
