@@ -18,7 +18,8 @@ from medref_cli.cli.common import (
     ledger_url,
 )
 
-STATE_STYLE = {"done": "green", "stale": "yellow", "failed": "red", "running": "cyan", "pending": "white"}
+STATE_STYLE = {"done": "green", "stale": "yellow", "failed": "red", "running": "cyan", "pending": "white",
+               "no-files": "magenta"}
 EXECUTORS = ("local", "slurm", "submitit-local")
 
 
