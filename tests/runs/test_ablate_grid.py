@@ -22,13 +22,17 @@ PROJECT = Path(__file__).resolve().parents[2]
 GRID = PROJECT / "experiments" / "ablations"
 
 
-def _ablate(args: list[str], cwd: Path, url: str) -> dict:
+def _ablate_out(args: list[str], cwd: Path, url: str) -> str:
     env = {**os.environ, "PYTHONPATH": str(PROJECT), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-           "MEDREF_LEDGER": url}
+           "MEDREF_LEDGER": url, "COLUMNS": "200"}
     done = subprocess.run([sys.executable, "-m", "medref_cli", "ablate", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=1800, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return done.stdout
+
+
+def _ablate(args: list[str], cwd: Path, url: str) -> dict:
+    return json.loads(_ablate_out(args, cwd, url).strip().splitlines()[-1])
 
 
 def _cells(url: str) -> list[Run]:
@@ -72,6 +76,11 @@ def test_a_grid_runs_every_cell_once_and_a_rerun_runs_nothing(ledger_backend, tm
             s.get(Run, ours.id).status = "failed"
     finally:
         ledger.dispose()
+    shown = _ablate_out([a for a in args if a != "--json"] + ["--dry-run"], tmp_path, ledger_backend)
+    states = {line.split("│")[1].strip(): line.split("│")[5].strip() for line in shown.splitlines()
+              if line.startswith("│")}
+    assert states["(burn-in)"] == "no-files" and states["+ ITCL (Ours)"] == "failed", shown
+    assert states["+ PosAug"] == "done"
     third = _ablate(args, tmp_path, ledger_backend)
     assert third["skipped"] == 4 and sorted(third["outcomes"].values()) == ["finished"] * 2
     after = _cells(ledger_backend)
