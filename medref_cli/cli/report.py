@@ -82,6 +82,10 @@ def report(
                                                             "row by row, share of the gap to 100% supervision "
                                                             "(markdown and json).")] = False,
     n: Annotated[int, typer.Option("--n", metavar="N", help="Rows (test images) of --figure qualitative.")] = 4,
+    as_of: Annotated[str | None, typer.Option(
+        "--as-of", metavar="CODE", help="Judge staleness as of this recorded code version (commit or prefix) "
+                                        "instead of this checkout's, e.g. to rebuild a document of a grid "
+                                        "made by a fixed commit.", show_default=False)] = None,
     ledger: LedgerOpt = None,
 ) -> None:
     """Rebuild the paper's Tables 1-3 (or a figure) from the runs recorded in the ledger."""
@@ -113,7 +117,10 @@ def report(
                 details=details,
                 ratios=tuple(ratio or ()),
             )
-            text = render(build_report(led, options), format_)
+            from medref_cli.reports.staleness import as_of_versions
+
+            current = as_of_versions(led, as_of) if as_of is not None else None
+            text = render(build_report(led, options, current), format_)
     finally:
         led.dispose()
     if out is None:

@@ -40,3 +40,27 @@ def stale_reasons(run: RunRecord, current: CurrentVersions) -> list[str]:
     if newest is not None and run.data_hash != newest:
         reasons.append("older data hash" if run.data_hash else "no data hash recorded")
     return reasons
+
+
+def as_of_versions(ledger: Ledger, code: str) -> CurrentVersions:
+    """"Current" as of an earlier code version recorded in `ledger` (a full label or a prefix of at
+    least 7 characters): that code version, the config schema its newest run recorded, and the
+    newest data hash per dataset, so that a document made from that code's runs reads the same
+    whichever checkout rebuilds it."""
+    from sqlalchemy import select
+
+    from medref_cli.errors import MedrefError
+    from medref_cli.ledger.report_queries import newest_data_hashes
+    from medref_cli.ledger.schema import Run
+
+    if len(code) < 7:
+        raise MedrefError(f"--as-of needs a code version of at least 7 characters, got '{code}'")
+    with ledger.read() as session:
+        rows = session.execute(select(Run.code_version, Run.config_schema).where(
+            Run.code_version.startswith(code, autoescape=True)).order_by(Run.id)).all()
+    labels = sorted({label for label, _ in rows})
+    if not labels:
+        raise MedrefError(f"no run in the ledger was made by code version '{code}'")
+    if len(labels) > 1:
+        raise MedrefError(f"code version '{code}' is ambiguous: {', '.join(labels)}")
+    return CurrentVersions(labels[0], rows[-1][1], newest_data_hashes(ledger))

@@ -78,6 +78,31 @@ def test_stale_cells_are_marked_with_their_reason(report_ledger):
     assert not fresh.stale
 
 
+def test_as_of_an_older_code_version_turns_the_staleness_around(report_ledger):
+    from medref_cli.reports.staleness import as_of_versions
+
+    ledger, current = report_ledger
+    as_of = as_of_versions(ledger, "b" * 9)  # a prefix of the older code version that made run 23
+    assert as_of.code_version == "b" * 40 and as_of.config_schema == current.config_schema
+    (t1,) = build_report(ledger, ReportOptions(tables=(1,)), current=as_of)
+    ours, _ = cell(t1, "QaTa-COV19", "Ours(MMI-UNet)", "2%")
+    assert "run 23: other code version" not in ours.stale_reasons
+    fresh, _ = cell(t1, "QaTa-COV19", "Ours(MMI-UNet)", "1%")
+    assert fresh.stale and fresh.stale_reasons[0].endswith("other code version")
+
+
+@pytest.mark.parametrize(("code", "message"), [
+    ("bbbb", "at least 7 characters"),
+    ("d" * 12, "no run in the ledger was made by code version 'dddddddddddd'"),
+])
+def test_as_of_refuses_what_names_no_recorded_code(report_ledger, code, message):
+    from medref_cli.errors import MedrefError
+    from medref_cli.reports.staleness import as_of_versions
+
+    with pytest.raises(MedrefError, match=message):
+        as_of_versions(report_ledger[0], code)
+
+
 def mean_paired_difference(scenario, gain: float, base_gain: float, seeds: tuple[int, ...], base_seeds) -> float:
     """Per image: mean over seeds of the method minus mean over seeds of the baseline; then mean, in pp."""
     ours = [statistics.mean(v) for v in zip(*(scenario.image_dice(gain, s) for s in seeds), strict=True)]
