@@ -15,7 +15,8 @@
 #   position:RUN  the image-only position predictors on RUN's encoder (labeled split, whole train split)
 #   text:RUN    RUN evaluated with every caption mode (full, removed 0.5 and 1, constant, shuffled, swapped)
 #   soft:RUN:P  RUN's ISPG modes at removal 0.5 and 1: oracle_soft, and soft_image from position run P
-#   doc         docs/results-cpu.md from the ledger (scripts/results_cpu.py)
+#   doc         docs/results-cpu.md from the ledger (scripts/results_cpu.py) and the ledger's snapshot
+#               docs/results-cpu.ledger.sql (scripts/ledger_snapshot.py; restore it to carry on elsewhere)
 # JOBS (default 2) cells run side by side, each on OMP_NUM_THREADS=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -88,10 +89,12 @@ for step in "$@"; do
         evaluate "$run" oracle_soft "$rate"
         evaluate "$run" soft_image "$rate" "$position"
       done ;;
-    doc)
+    doc)  # the document, as of this checkout's commit (the grid's code version), and the ledger's snapshot
       .venv/bin/python scripts/results_cpu.py --ledger "$MEDREF_LEDGER" --ratio "$RATIO" \
-        --sweep "${SWEEP_RUNS:-}" --preamble docs/results-cpu.preamble.md > docs/results-cpu.md.tmp
-      mv docs/results-cpu.md.tmp docs/results-cpu.md ;;
+        --sweep "${SWEEP_RUNS:-}" --preamble docs/results-cpu.preamble.md --as-of "$(git rev-parse HEAD)" \
+        --where model.soft_position=false --text > docs/results-cpu.md.tmp
+      mv docs/results-cpu.md.tmp docs/results-cpu.md
+      .venv/bin/python scripts/ledger_snapshot.py save "$MEDREF_LEDGER" docs/results-cpu.ledger.sql ;;
     *) echo "unknown step '$step' (sweep:NAME, table2, table3, full, ours, ispg, position:RUN, text:RUN," \
             "soft:RUN:POSITION_RUN, doc)" >&2; exit 2 ;;
   esac

@@ -4,8 +4,10 @@
     scripts/results_cpu.py --ledger sqlite:///results/qata-cpu/ledger.db --sweep 2,4,5,6 > docs/results-cpu.md
 
 The tables come from `medref report` (Table 2 and Table 3 at the CPU ratio, global and per-image
-Dice, with --details); the recipe sweep is the listed runs, read with `medref runs show --json`.
-The same ledger and the same medref give the same bytes.
+Dice, with --details; the text-reliance table with --text); the recipe sweep is the listed runs,
+read with `medref runs show --json`. With --as-of CODE, staleness is judged as of the code version
+that made the grid, so any checkout rebuilds the same document. The document ends with the
+arguments that made it (all but the ledger): the same ledger and the same medref give the same bytes.
 """
 
 from __future__ import annotations
@@ -71,7 +73,12 @@ def main() -> None:
     parser.add_argument("--sweep", default="", help="comma-separated run ids of the recipe sweep")
     parser.add_argument("--ratio", default="0.05", help="label ratio of the ablation tables")
     parser.add_argument("--preamble", default="", help="markdown file put at the top (the commands)")
+    parser.add_argument("--as-of", default="", help="code version of the grid (medref report --as-of)")
+    parser.add_argument("--where", action="append", default=[],
+                        help="only runs whose config has KEY=VALUE in the tables (medref report --where)")
+    parser.add_argument("--text", action="store_true", help="add the text-reliance table (report --table text)")
     args = parser.parse_args()
+    filters = [*(("--as-of", args.as_of) if args.as_of else ()), *(a for w in args.where for a in ("--where", w))]
     out = []
     if args.preamble:
         with open(args.preamble, encoding="utf-8") as fh:
@@ -83,8 +90,13 @@ def main() -> None:
     for table in ("2", "3"):
         for definition in ("global", "per-image"):
             text = medref("report", "--table", table, "--ratio", args.ratio, "--definition", definition,
-                          "--details", "--explain", ledger=args.ledger)
+                          "--details", "--explain", *filters, ledger=args.ledger)
             out.append(f"## Table {table}, {definition} Dice\n\n" + text)
+    if args.text:
+        out.append("## Text reliance\n\n" + medref("report", "--table", "text", ledger=args.ledger))
+    made = ["--ratio", args.ratio, *(("--sweep", args.sweep) if args.sweep else ()),
+            *(("--preamble", args.preamble) if args.preamble else ()), *filters, *(("--text",) if args.text else ())]
+    out.append(f"<!-- made by: scripts/results_cpu.py --ledger LEDGER {' '.join(made)} -->\n")
     sys.stdout.write("\n".join(out))
 
 

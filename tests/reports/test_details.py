@@ -138,6 +138,8 @@ def test_the_results_script_rebuilds_the_same_document_from_the_same_ledger(smal
                   "## Table 3, per-image Dice"):
         assert title in doc
     assert doc.count("#### Runs behind") == 4
+    assert doc.endswith(f"<!-- made by: scripts/results_cpu.py --ledger LEDGER --ratio 0.05 --sweep "
+                        f"{ids['base1']},{ids['full1']} --preamble {preamble} -->\n")
     bad = subprocess.run([*cmd[:3], "sqlite:///" + str(tmp_path / "none.db")], capture_output=True, text=True,
                          env=env, cwd=tmp_path, check=False)
     assert bad.returncode != 0 and "no ledger at" in bad.stderr
