@@ -33,7 +33,7 @@ COMMON=(-c experiments/cpu.yaml --dataset qata --data "$DATA" --set runtime.resu
 # the 5% step-matched control: as many steps as burn-in + SSL (train.step_matched)
 CONTROL=(--ratio "$RATIO" --set train.step_matched=true)
 # 100% labels: epochs of one labeled pass (63 steps), train.epochs=0 so that step matching adds nothing
-FULL_EPOCHS="${FULL_EPOCHS:-8}"
+FULL_EPOCHS="${FULL_EPOCHS:-24}"
 FULL=(--ratio 1.0 --epochs "$FULL_EPOCHS" --set train.epochs=0 --set train.step_matched=true)
 
 sweep() {  # the recipe sweep: each entry changes one thing against cpu.yaml
