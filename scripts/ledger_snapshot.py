@@ -27,9 +27,11 @@ def _die(message: str) -> None:
 
 
 def _sqlite_file(url: str) -> Path:
-    if not url.startswith("sqlite:///"):
+    from medref_cli.ledger.db import sqlite_path
+
+    path = sqlite_path(url)
+    if path is None:
         _die(f"a snapshot is taken of a SQLite ledger (sqlite:///PATH), not {url.split(':', 1)[0]}")
-    path = Path(url[len("sqlite:///"):].split("?", 1)[0])
     if not path.is_file():
         _die(f"no ledger at {path}")
     return path

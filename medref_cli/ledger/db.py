@@ -42,7 +42,8 @@ def _add_position_scores(conn: Connection) -> None:
 MIGRATIONS: dict[int, MigrationStep] = {2: _add_position_scores}
 
 
-def _sqlite_path(url: str) -> Path | None:
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a sqlite:/// URL (query dropped); None for another backend or in-memory."""
     if not url.startswith("sqlite:///"):
         return None
     raw = url[len("sqlite:///"):].split("?", 1)[0]
@@ -184,7 +185,7 @@ def _is_sqlite_file(path: Path) -> bool:
 
 def open_ledger(url: str, create: bool = True) -> Ledger:
     """Open (and create or upgrade) the ledger at a SQLAlchemy URL. Errors are one line."""
-    path = _sqlite_path(url)
+    path = sqlite_path(url)
     if path is not None:
         if not path.exists() and not create:
             raise MedrefError(f"no ledger at {path}: nothing recorded there yet (pass --ledger URL or set MEDREF_LEDGER)")

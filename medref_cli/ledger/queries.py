@@ -229,10 +229,3 @@ def finished_runs(
             session.expunge(run)
         return runs
 
-
-def find_finished(
-    ledger: Ledger, kind: str, config_hash: str, split_hash: str | None, data_hash: str | None, code_version: str
-) -> Run | None:
-    """The newest finished run of the same experiment on the same split, data and code, if any."""
-    runs = finished_runs(ledger, kind, config_hash, split_hash, data_hash, code_version)
-    return runs[0] if runs else None

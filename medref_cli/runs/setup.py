@@ -7,7 +7,6 @@ surface here, as one line, before any run row exists.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
@@ -94,8 +93,10 @@ def check_ledger(ledger_url: str) -> None:
     """Open an existing ledger once, so that a broken one fails before anything is written (a ledger
     that does not exist yet is created later, by the first run recorded in it)."""
     from medref_cli.ledger import open_ledger
+    from medref_cli.ledger.db import sqlite_path
 
-    if ledger_url.startswith("sqlite:///") and not Path(ledger_url[len("sqlite:///"):].split("?", 1)[0]).exists():
+    path = sqlite_path(ledger_url)
+    if path is not None and not path.exists():
         return
     open_ledger(ledger_url).dispose()
 

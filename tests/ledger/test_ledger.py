@@ -15,7 +15,7 @@ from medref_cli.errors import MedrefError
 from medref_cli.ledger import (
     RunFilter,
     diff_runs,
-    find_finished,
+    finished_runs,
     list_runs,
     open_ledger,
     record_run,
@@ -154,9 +154,9 @@ def test_filters_diff_and_reuse_lookup(ledger):
     code = run_detail(ledger, ra.id)["code"]["version"]
     from medref_cli.config import config_hash
 
-    assert find_finished(ledger, "burnin", config_hash(a), "s", "h", code).id == ra.id
-    assert find_finished(ledger, "burnin", config_hash(a), "other", "h", code) is None
-    assert find_finished(ledger, "burnin", config_hash(a), "s", "h", "another-version") is None
+    assert [r.id for r in finished_runs(ledger, "burnin", config_hash(a), "s", "h", code)] == [ra.id]
+    assert finished_runs(ledger, "burnin", config_hash(a), "other", "h", code) == []
+    assert finished_runs(ledger, "burnin", config_hash(a), "s", "h", "another-version") == []
 
 
 def test_the_migrator_upgrades_an_older_ledger_and_keeps_its_rows(ledger, url):
