@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import subprocess
@@ -149,10 +150,19 @@ def _train_args(synthetic_root) -> list[str]:
 
 
 def test_train_over_two_cpu_processes_follows_the_single_process_run(cli, tmp_path, synthetic_root, monkeypatch):
-    """`medref train --cpu --nproc 2` (gloo) against `medref train --cpu` at the same global batch: the
-    first burn-in step agrees to float noise (1e-5), the later burn-in steps and the first SSL step to
-    1e-4; later steps drift only by what AdamW's normalised updates make of float-level gradient
-    differences. Rank 0 alone writes the ledger."""
+    """`medref train --cpu --nproc 2` (gloo) against `medref train --cpu` at the same global batch.
+
+    The first burn-in step is scored before any update, so its loss agrees to float noise (1e-5).
+    Every later step follows AdamW updates, and AdamW's first update is lr * g / (|g| + eps): about
+    the sign of each gradient element, so elements whose gradient is float noise (~0) move by a
+    whole lr one way or the other depending on the kernels' summation order (batch 8 on one
+    process and 2 x 4 on two pick other kernels, and other CPU kinds other kernels again). The
+    measured drift after the first update was 2e-5 to 1.4e-3 relative on two CPU kinds; the bound
+    is 1e-2. One step moves the loss by more than that (asserted), so what this test is for still
+    fails it: a wrong learning rate or schedule, a step skipped or taken twice, or a rank drawing
+    the wrong samples all shift a step's loss by the size of a step's progress. The per-step
+    agreement of gradients is `test_one_step_over_two_processes_equals_one_process_at_the_doubled_batch`.
+    Rank 0 alone writes the ledger."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     args = _train_args(synthetic_root)
     code, _, err = cli(*args, "--ledger", f"sqlite:///{tmp_path / 'one.db'}")
@@ -163,10 +173,13 @@ def test_train_over_two_cpu_processes_follows_the_single_process_run(cli, tmp_pa
     one, two = _history(tmp_path / "one.db"), _history(tmp_path / "two.db")
     assert one.keys() == two.keys()  # every step logged once, by rank 0 only
     assert {k[0] for k in one} == {"burnin", "train"} and len([k for k in one if k[0] == "burnin"]) == 3
+    after_update = 1e-2
+    burnin = [one[("burnin", step, "train_loss")] for step in (1, 2, 3)]
+    progress = max(abs(b - a) / a for a, b in itertools.pairwise(burnin))
+    assert progress > 2 * after_update, burnin  # else the bound below could not tell a step from no step
     for key, value in one.items():
         kind, step, _ = key
-        # burn-in: float noise from step 2 on, where AdamW's normalised update has seen one noisy gradient
-        tolerance = (1e-5 if step == 1 else 1e-4) if kind == "burnin" else (1e-4 if step == 1 else 1e-2)
+        tolerance = 1e-5 if (kind, step) == ("burnin", 1) else after_update
         assert two[key] == pytest.approx(value, rel=tolerance), key
     tags = _tags(tmp_path / "two.db")
     assert tags["burnin"]["world_size"] == 2 and tags["train"]["world_size"] == 2
