@@ -17,7 +17,8 @@
 #   soft:RUN:P  RUN's ISPG modes at removal 0.5 and 1: oracle_soft, and soft_image from position run P
 #   doc         docs/results-cpu.md from the ledger (scripts/results_cpu.py) and the ledger's snapshot
 #               docs/results-cpu.ledger.sql (scripts/ledger_snapshot.py; restore it to carry on elsewhere)
-# JOBS (default 2) cells run side by side, each on OMP_NUM_THREADS=1.
+# JOBS (default 2) cells run side by side, each on OMP_NUM_THREADS=1; SEEDS (default 0,1,2) are the
+# seeds of table2, table3 and full; ROWS (default: all) the rows of table2 and table3 (medref ablate --rows).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA="${1:?usage: $0 DATA_DIR STEP...}"
@@ -27,7 +28,7 @@ export MEDREF_LEDGER="${MEDREF_LEDGER:-sqlite:///results/qata-cpu/ledger.db}"
 M=(.venv/bin/python -m medref_cli)
 JOBS="${JOBS:-2}"
 RATIO=0.05
-SEEDS=0,1,2
+SEEDS="${SEEDS:-0,1,2}"
 COMMON=(-c experiments/cpu.yaml --dataset qata --data "$DATA" --set runtime.results_dir=results/qata-cpu
         --set runtime.progress=false --cpu)
 # the 5% step-matched control: as many steps as burn-in + SSL (train.step_matched)
@@ -65,7 +66,7 @@ for step in "$@"; do
     table2|table3)
       "${M[@]}" ablate --table "${step#table}" -c experiments/cpu.yaml --dataset qata --data "$DATA" \
         --set runtime.results_dir=results/qata-cpu --set runtime.progress=false \
-        --ratio "$RATIO" --seeds "$SEEDS" --jobs "$JOBS" ;;
+        --ratio "$RATIO" --seeds "$SEEDS" --jobs "$JOBS" ${ROWS:+--rows "$ROWS"} ;;
     full)
       for s in ${SEEDS//,/ }; do
         "${M[@]}" burnin "${COMMON[@]}" "${FULL[@]}" --seed "$s" --set split.seed="$s" --json

@@ -34,6 +34,9 @@ def ablate(
     jobs: Annotated[int, typer.Option(help="Cells run side by side (CPU).")] = 1,
     gpus: Annotated[str | None, typer.Option(help="Comma-separated GPU ids: one cell per GPU.")] = None,
     grid_dir: Annotated[Path | None, typer.Option(help="Folder of the row files.")] = None,
+    rows: Annotated[str | None, typer.Option(
+        help="Comma-separated rows to run, by row file name (table 2: baseline,ema,posaug,tpatchmix,itcl); "
+             "default: all. The cells are the full grid's, so a later full run skips them.")] = None,
     executor: Annotated[str | None, typer.Option(
         help="local (processes here, the default) | slurm (one Slurm job per cell, via submitit) | "
              "submitit-local (submitit's local executor; config runtime.executor).")] = None,
@@ -88,7 +91,8 @@ def ablate(
         ablate_submit.check_ledger(url, chosen, allow_sqlite)
         resources = ablate_submit.resources(base, slurm_extra or [])
         ablate_submit.preflight(chosen, resources)
-    cells = build_cells(table, config, set_ or [], overrides, ratio, seed_list, grid_dir)
+    row_list = None if rows is None else [r.strip() for r in rows.split(",") if r.strip()]
+    cells = build_cells(table, config, set_ or [], overrides, ratio, seed_list, grid_dir, row_list)
     identify(cells)
     assess(url, cells)
     if dry_run or status:

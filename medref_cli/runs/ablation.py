@@ -125,13 +125,18 @@ def build_cells(
     ratios: list[float] | None,
     seeds: list[int],
     grid_dir: Path | None = None,
+    rows: list[str] | None = None,
 ) -> list[Cell]:
-    """All cells of a table, plus one shared burn-in cell per (ratio, seed) group that lacks one."""
+    """All cells of a table (or of the `rows` named, by row file stem), plus one shared burn-in cell
+    per (ratio, seed) group that lacks one. A subset's cells are the full grid's cells: the same
+    configs, so the same ledger identities (the burn-in is built from the table's first
+    semi-supervised row either way)."""
     if table not in TABLES:
         raise MedrefError(f"--table must be one of {', '.join(map(str, TABLES))}, got {table}")
     if not seeds:
         raise MedrefError("--seeds needs at least one seed")
     grid, folder = TABLES[table], ablations_dir(grid_dir)
+    chosen = _chosen_rows(table, grid, rows)
     cells: list[Cell] = []
     for ratio in ratios or grid.ratios:
         for seed in seeds:
@@ -145,8 +150,29 @@ def build_cells(
                 plain = dataclasses.replace(base, name="burn-in",
                                             train=dataclasses.replace(base.train, step_matched=False))
                 group.insert(0, Cell(BURNIN_ROW, "burnin", ratio, seed, plain))
-            cells.extend(group)
+            cells.extend(c for c in group if c.row in chosen)
     return cells
+
+
+def row_key(row: Row) -> str:
+    """The name --rows gives a row: its file's stem (table2/itcl.yaml -> itcl)."""
+    return Path(row.file).stem
+
+
+def _chosen_rows(table: int, grid: Grid, rows: list[str] | None) -> set[str]:
+    """The row names to keep; the shared burn-in stays whenever a semi-supervised row is kept."""
+    if rows is None:
+        return {row.name for row in grid.rows} | {BURNIN_ROW}
+    by_key = {row_key(row): row for row in grid.rows}
+    if not rows:
+        raise MedrefError(f"--rows names no row (table {table}: {', '.join(by_key)})")
+    unknown = [r for r in rows if r not in by_key]
+    if unknown:
+        raise MedrefError(f"--rows: table {table} has no row '{unknown[0]}' (rows: {', '.join(by_key)})")
+    kept = {by_key[r].name for r in rows}
+    if any(by_key[r].kind == "train" for r in rows):
+        kept.add(BURNIN_ROW)
+    return kept
 
 
 def recorded_hash(cell: Cell) -> str:
