@@ -100,9 +100,11 @@ def recorded_jobs(ledger_url: str) -> dict[str, dict]:
     from sqlalchemy import select
 
     from medref_cli.ledger import open_ledger
+    from medref_cli.ledger.db import sqlite_path
     from medref_cli.ledger.schema import Run
 
-    if ledger_url.startswith("sqlite:///") and not Path(ledger_url[len("sqlite:///"):]).exists():
+    path = sqlite_path(ledger_url)
+    if path is not None and not path.exists():
         return {}
     ledger = open_ledger(ledger_url, create=False)
     try:

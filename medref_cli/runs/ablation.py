@@ -199,16 +199,15 @@ def identify(cells: list[Cell]) -> None:
 
 def assess(ledger_url: str, cells: list[Cell]) -> None:
     """Set each cell's state and the run that decides it, from the ledger (read only)."""
-    from pathlib import Path as _Path
-
     from sqlalchemy import select
 
     from medref_cli.ledger import effective_status, open_ledger
+    from medref_cli.ledger.db import sqlite_path
     from medref_cli.ledger.provenance import code_version
     from medref_cli.ledger.schema import Run
 
-    sqlite_path = ledger_url[len("sqlite:///"):] if ledger_url.startswith("sqlite:///") else None
-    if sqlite_path is not None and not _Path(sqlite_path).exists():
+    path = sqlite_path(ledger_url)
+    if path is not None and not path.exists():
         return  # no ledger yet: everything is pending
     current = code_version().label
     ledger = open_ledger(ledger_url, create=False)
