@@ -90,10 +90,11 @@ for step in "$@"; do
         evaluate "$run" oracle_soft "$rate"
         evaluate "$run" soft_image "$rate" "$position"
       done ;;
-    doc)  # the document, as of this checkout's commit (the grid's code version), and the ledger's snapshot
+    doc)  # the document, as of the grid's code version (GRID, default: this checkout's commit), with the
+          # Table 2 of an EARLIER grid's code version if given, and the ledger's snapshot
       .venv/bin/python scripts/results_cpu.py --ledger "$MEDREF_LEDGER" --ratio "$RATIO" \
-        --sweep "${SWEEP_RUNS:-}" --preamble docs/results-cpu.preamble.md --as-of "$(git rev-parse HEAD)" \
-        --where model.soft_position=false --text > docs/results-cpu.md.tmp
+        --sweep "${SWEEP_RUNS:-}" --preamble docs/results-cpu.preamble.md --as-of "${GRID:-$(git rev-parse HEAD)}" \
+        ${EARLIER:+--earlier "$EARLIER"} --where model.soft_position=false --text > docs/results-cpu.md.tmp
       mv docs/results-cpu.md.tmp docs/results-cpu.md
       .venv/bin/python scripts/ledger_snapshot.py save "$MEDREF_LEDGER" docs/results-cpu.ledger.sql ;;
     *) echo "unknown step '$step' (sweep:NAME, table2, table3, full, ours, ispg, position:RUN, text:RUN," \

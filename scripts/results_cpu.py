@@ -77,6 +77,9 @@ def main() -> None:
     parser.add_argument("--where", action="append", default=[],
                         help="only runs whose config has KEY=VALUE in the tables (medref report --where)")
     parser.add_argument("--text", action="store_true", help="add the text-reliance table (report --table text)")
+    parser.add_argument("--earlier", action="append", default=[],
+                        help="code version of an earlier Table 2 grid, shown after the tables as of that "
+                             "version (repeatable)")
     args = parser.parse_args()
     filters = [*(("--as-of", args.as_of) if args.as_of else ()), *(a for w in args.where for a in ("--where", w))]
     out = []
@@ -92,10 +95,17 @@ def main() -> None:
             text = medref("report", "--table", table, "--ratio", args.ratio, "--definition", definition,
                           "--details", "--explain", *filters, ledger=args.ledger)
             out.append(f"## Table {table}, {definition} Dice\n\n" + text)
+    where = [a for w in args.where for a in ("--where", w)]
+    for code in args.earlier:
+        for definition in ("global", "per-image"):
+            text = medref("report", "--table", "2", "--ratio", args.ratio, "--definition", definition,
+                          "--details", "--as-of", code, *where, ledger=args.ledger)
+            out.append(f"## Earlier grid: Table 2 as of {code}, {definition} Dice\n\n" + text)
     if args.text:
         out.append("## Text reliance\n\n" + medref("report", "--table", "text", ledger=args.ledger))
     made = ["--ratio", args.ratio, *(("--sweep", args.sweep) if args.sweep else ()),
-            *(("--preamble", args.preamble) if args.preamble else ()), *filters, *(("--text",) if args.text else ())]
+            *(("--preamble", args.preamble) if args.preamble else ()), *filters,
+            *(a for code in args.earlier for a in ("--earlier", code)), *(("--text",) if args.text else ())]
     out.append(f"<!-- made by: scripts/results_cpu.py --ledger LEDGER {' '.join(made)} -->\n")
     sys.stdout.write("\n".join(out))
 
