@@ -81,7 +81,8 @@ def main() -> None:
                         help="code version of an earlier Table 2 grid, shown after the tables as of that "
                              "version (repeatable)")
     args = parser.parse_args()
-    filters = [*(("--as-of", args.as_of) if args.as_of else ()), *(a for w in args.where for a in ("--where", w))]
+    where = [a for w in args.where for a in ("--where", w)]
+    filters = [*(("--as-of", args.as_of) if args.as_of else ()), *where]
     out = []
     if args.preamble:
         with open(args.preamble, encoding="utf-8") as fh:
@@ -95,7 +96,6 @@ def main() -> None:
             text = medref("report", "--table", table, "--ratio", args.ratio, "--definition", definition,
                           "--details", "--explain", *filters, ledger=args.ledger)
             out.append(f"## Table {table}, {definition} Dice\n\n" + text)
-    where = [a for w in args.where for a in ("--where", w)]
     for code in args.earlier:
         for definition in ("global", "per-image"):
             text = medref("report", "--table", "2", "--ratio", args.ratio, "--definition", definition,

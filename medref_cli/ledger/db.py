@@ -50,6 +50,12 @@ def sqlite_path(url: str) -> Path | None:
     return None if raw in ("", ":memory:") else Path(raw)
 
 
+def sqlite_file_missing(url: str) -> bool:
+    """True for a sqlite:/// URL whose database file does not exist yet (nothing recorded there)."""
+    path = sqlite_path(url)
+    return path is not None and not path.exists()
+
+
 def _install_sqlite_hooks(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record) -> None:

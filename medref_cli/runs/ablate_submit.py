@@ -100,11 +100,10 @@ def recorded_jobs(ledger_url: str) -> dict[str, dict]:
     from sqlalchemy import select
 
     from medref_cli.ledger import open_ledger
-    from medref_cli.ledger.db import sqlite_path
+    from medref_cli.ledger.db import sqlite_file_missing
     from medref_cli.ledger.schema import Run
 
-    path = sqlite_path(ledger_url)
-    if path is not None and not path.exists():
+    if sqlite_file_missing(ledger_url):
         return {}
     ledger = open_ledger(ledger_url, create=False)
     try:

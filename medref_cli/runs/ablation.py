@@ -202,12 +202,11 @@ def assess(ledger_url: str, cells: list[Cell]) -> None:
     from sqlalchemy import select
 
     from medref_cli.ledger import effective_status, open_ledger
-    from medref_cli.ledger.db import sqlite_path
+    from medref_cli.ledger.db import sqlite_file_missing
     from medref_cli.ledger.provenance import code_version
     from medref_cli.ledger.schema import Run
 
-    path = sqlite_path(ledger_url)
-    if path is not None and not path.exists():
+    if sqlite_file_missing(ledger_url):
         return  # no ledger yet: everything is pending
     current = code_version().label
     ledger = open_ledger(ledger_url, create=False)

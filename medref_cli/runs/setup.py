@@ -93,10 +93,9 @@ def check_ledger(ledger_url: str) -> None:
     """Open an existing ledger once, so that a broken one fails before anything is written (a ledger
     that does not exist yet is created later, by the first run recorded in it)."""
     from medref_cli.ledger import open_ledger
-    from medref_cli.ledger.db import sqlite_path
+    from medref_cli.ledger.db import sqlite_file_missing
 
-    path = sqlite_path(ledger_url)
-    if path is not None and not path.exists():
+    if sqlite_file_missing(ledger_url):
         return
     open_ledger(ledger_url).dispose()
 
