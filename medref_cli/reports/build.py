@@ -69,10 +69,15 @@ class ScoreCache:
         self._dice: dict[int, dict[str, float]] = {}
 
     def dice(self, runs: Sequence[RunRecord]) -> list[dict[str, float]]:
-        missing = [r.id for r in runs if r.id not in self._dice]
-        for run_id, scores in image_scores(self.ledger, missing, split="test").items():
-            self._dice[run_id] = {sid: dice * 100.0 for sid, (dice, _iou) in scores.items()}
-        return [self._dice[r.id] for r in runs]
+        return self.dice_of([r.id for r in runs])
+
+    def dice_of(self, run_ids: Sequence[int]) -> list[dict[str, float]]:
+        """Per-image test Dice of each run id ({} for a run that recorded none)."""
+        missing = [i for i in run_ids if i not in self._dice]
+        found = image_scores(self.ledger, missing, split="test")
+        for run_id in missing:
+            self._dice[run_id] = {sid: dice * 100.0 for sid, (dice, _iou) in found.get(run_id, {}).items()}
+        return [self._dice[i] for i in run_ids]
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 For every block and label ratio: each counted run with its wall time, test Dice (global and per
 image), the rates its semi-supervised steps logged (share of samples T-PatchMix mixed, share of
 texts PosAug changed, pseudo-mask foreground share; step-weighted means over the logged windows)
-and a paired per-image test against the baseline row's run of the same seed; per row, a paired
+a paired per-image test against the baseline row's run of the same seed and, for a semi-supervised
+run, one against the burn-in it started from; per row, a paired
 test against the row above (per-image Dice averaged over seeds, as in the tables) and, where the
 table's first row is a supervised run, the share of the gap between that row and 100% supervision
 that the row closes, per Dice definition.
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 from medref_cli.ledger.report_queries import RunRecord, metric_history, run_walls
 from medref_cli.reports.cells import RunView, select_runs
 from medref_cli.reports.layouts import FINAL_NAMES, RowSpec, ratio_label, same_ratio
-from medref_cli.reports.model import BlockDetail, Column, RowDetail, RunDetail
+from medref_cli.reports.model import BlockDetail, Column, RowDetail, RunDetail, Significance
 from medref_cli.reports.stats import average_over_seeds, significance
 
 RATES = ("mixed_share", "text_changed_share", "pseudo_fg")
@@ -59,8 +60,17 @@ class DetailSource:
                 vs = significance(dice, self.scores.dice([base])[0], f"{baseline_label} seed {base.seed}")
             rates = {name: weighted_rate(history[run.id].get(name, [])) for name in RATES}
             out.append(RunDetail(run.id, run.seed, walls.get(run.id), _percent(run, DICE["global"]),
-                                 _percent(run, DICE["per-image"]), rates, vs))
+                                 _percent(run, DICE["per-image"]), rates, vs, self.vs_burnin(run, dice)))
         return out
+
+    def vs_burnin(self, run: RunRecord, dice: dict[str, float]) -> Significance | None:
+        """A semi-supervised run against the burn-in it started from (its parent): what the SSL phase
+        added on top of that very burn-in. Two burn-ins of one cell (same code, config and seed) can
+        differ when made on different CPUs, so this is the comparison free of that noise."""
+        if run.kind != "train" or run.parent_id is None:
+            return None
+        (parent,) = self.scores.dice_of([run.parent_id])
+        return significance(dice, parent, f"burn-in run {run.parent_id}")
 
     def seed_mean(self, runs: Sequence[RunRecord]) -> dict[str, float]:
         return average_over_seeds(self.scores.dice(runs))

@@ -94,6 +94,9 @@ class RunDetail:
     # step-weighted mean over the run's logged windows; None where the run logged none (supervised runs)
     rates: dict[str, float | None]
     vs_baseline: Significance | None = None  # against the baseline row's run of the same seed
+    # a semi-supervised run against the burn-in it started from (its parent run): what its SSL phase
+    # added, free of the burn-in's own run-to-run noise; None for runs without a scored parent burn-in
+    vs_burnin: Significance | None = None
 
 
 @dataclass(frozen=True)

@@ -82,14 +82,20 @@ def _test(result: Significance | None) -> str:
             f"p={result.p_value:.3g}, n={result.n_images}")
 
 
+def _vs_burnin(run: RunDetail) -> str:
+    test = run.vs_burnin
+    return "-" if test is None else f"{test.baseline.removeprefix('burn-in ')}: {_test(test)}"
+
+
 def _run_line(label: str, run: RunDetail) -> list[str]:
     return [md_escape(label), str(run.seed), str(run.run_id), _wall(run.wall_s), format_number(run.dice_global),
-            format_number(run.dice_per_image), md_escape(_test(run.vs_baseline)),
+            format_number(run.dice_per_image), md_escape(_test(run.vs_baseline)), md_escape(_vs_burnin(run)),
             *(_share(run.rates.get(name)) for name, _ in RATE_HEADERS)]
 
 
 def _details(detail: BlockDetail) -> list[str]:
     header = ["Row", "seed", "run", "wall", "Dice global", "Dice per image", "vs baseline (same seed)",
+              "vs its burn-in",
               *(h for _, h in RATE_HEADERS)]
     runs = [_run_line(row.label, run) for row in [*detail.rows, *detail.full] for run in row.runs]
     lines = [f"**Runs: {md_escape(detail.title)}**", "", *_table_lines(header, runs), ""]

@@ -12,6 +12,7 @@ from medref_cli.ledger import RunRecorder, open_ledger
 from medref_cli.ledger.report_queries import newest_data_hashes
 from medref_cli.reports import ReportOptions, build_report
 from medref_cli.reports.details import weighted_rate
+from medref_cli.reports.output import render
 from medref_cli.reports.staleness import CurrentVersions
 from tests.reports.conftest import CURRENT_CODE, Recorder, finals_from, image_dice
 
@@ -23,15 +24,18 @@ FULL_GAIN = 0.07  # conftest.RATIO_GAIN[1.0]
 
 @pytest.fixture()
 def small_ledger(tmp_path, monkeypatch):
-    """5%: step-matched Baseline and Ours (seeds 1, 2) and their burn-ins; 100% supervised (seeds 1, 2)."""
+    """5%: step-matched Baseline and Ours (seeds 1, 2); 100% supervised (seeds 1, 2)."""
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     ledger = open_ledger(url)
     monkeypatch.setattr("medref_cli.ledger.recorder.code_version", lambda: CURRENT_CODE)
     rec = Recorder(ledger)
     ids: dict[str, int] = {}
+    # Ours seed 1 started from the Baseline run of its seed; seed 2 from a run without test scores
+    ids["unscored"] = rec.add("split", Q, MM, RATIO, 2, scores=False, finals=False)
     for seed in (1, 2):
         ids[f"base{seed}"] = rec.add("burnin", Q, MM, RATIO, seed)
-        ids[f"ours{seed}"] = rec.add("train", Q, MM, RATIO, seed, "full")
+        parent = ids["base1"] if seed == 1 else ids["unscored"]
+        ids[f"ours{seed}"] = rec.add("train", Q, MM, RATIO, seed, "full", parent=parent)
         ids[f"full{seed}"] = rec.add("burnin", Q, MM, 1.0, seed)
     run = RunRecorder(ledger, ids["ours1"], 0)
     run.log_metrics({"mixed_share": 0.2, "pseudo_fg": 0.1}, step=10)
@@ -85,6 +89,21 @@ def test_each_run_is_tested_against_the_baseline_run_of_its_own_seed(small_ledge
     assert ours[1].rates["text_changed_share"] is None
     assert ours[2].rates["mixed_share"] is None
     assert all(r.vs_baseline is None for r in rows["Baseline"].runs)
+
+
+def test_a_semi_supervised_run_is_tested_against_the_burn_in_it_started_from(small_ledger):
+    ledger, current, ids, _url = small_ledger
+    table, rows = _details(ledger, current)
+    ours = {r.seed: r for r in rows["+ ITCL (Ours)"].runs}
+    diffs = [100 * (a - b) for a, b in zip(image_dice(OURS_GAIN, 1), image_dice(BASE_GAIN, 1), strict=True)]
+    assert ours[1].vs_burnin.baseline == f"burn-in run {ids['base1']}"
+    assert ours[1].vs_burnin.mean_difference == pytest.approx(sum(diffs) / len(diffs))
+    assert ours[1].vs_burnin.n_images == len(diffs)
+    assert ours[2].vs_burnin is None  # its parent recorded no test scores
+    assert all(r.vs_burnin is None for r in rows["Baseline"].runs)  # supervised runs have no burn-in
+    text = render([table], "markdown")
+    line = next(li for li in text.splitlines() if li.startswith(f"| + ITCL (Ours) | 1 | {ids['ours1']} |"))
+    assert f"| run {ids['base1']}: +{sum(diffs) / len(diffs):.2f} pp" in line
 
 
 def test_rows_are_tested_against_the_row_above(small_ledger):
