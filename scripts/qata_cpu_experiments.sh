@@ -94,7 +94,7 @@ for step in "$@"; do
           # Table 2 of an EARLIER grid's code version if given, and the ledger's snapshot
       .venv/bin/python scripts/results_cpu.py --ledger "$MEDREF_LEDGER" --ratio "$RATIO" \
         --sweep "${SWEEP_RUNS:-}" --preamble docs/results-cpu.preamble.md --as-of "${GRID:-$(git rev-parse HEAD)}" \
-        ${EARLIER:+--earlier "$EARLIER"} --where model.soft_position=false --text > docs/results-cpu.md.tmp
+        ${EARLIER:+--earlier "$EARLIER"} --where model.soft_position=false --where ssl.tpatchmix_block_prob=0.08 --text > docs/results-cpu.md.tmp
       mv docs/results-cpu.md.tmp docs/results-cpu.md
       .venv/bin/python scripts/ledger_snapshot.py save "$MEDREF_LEDGER" docs/results-cpu.ledger.sql ;;
     *) echo "unknown step '$step' (sweep:NAME, table2, table3, full, ours, ispg, position:RUN, text:RUN," \
