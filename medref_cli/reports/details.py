@@ -2,12 +2,12 @@
 
 For every block and label ratio: each counted run with its wall time, test Dice (global and per
 image), the rates its semi-supervised steps logged (share of samples T-PatchMix mixed, share of
-texts PosAug changed, pseudo-mask foreground share; step-weighted means over the logged windows)
+texts PosAug changed, pseudo-mask foreground share; step-weighted means over the logged windows),
 a paired per-image test against the baseline row's run of the same seed and, for a semi-supervised
-run, one against the burn-in it started from; per row, a paired
-test against the row above (per-image Dice averaged over seeds, as in the tables) and, where the
-table's first row is a supervised run, the share of the gap between that row and 100% supervision
-that the row closes, per Dice definition.
+run, one against the burn-in it started from; per row, a paired test against the row above
+(per-image Dice averaged over seeds, as in the tables) and, where the table's first row is a
+supervised run, the share of the gap between that row and 100% supervision that the row closes,
+per Dice definition.
 """
 
 from __future__ import annotations
