@@ -3,8 +3,9 @@
 Each cell runs as its own `medref burnin|train` process (so a crash in one cell never takes the
 grid down) from the cell's fully resolved config, written to `results/ablate/<id>/cells/`, with
 its output in `.../logs/`, and the ledger URL in its environment (MEDREF_LEDGER), never on its
-command line. Phase 1 trains the shared burn-in of every (ratio, seed) group, phase
-2 the semi-supervised rows, which then reuse it. `--jobs N` runs N cells side by side; `--gpus
+command line. The shared burn-ins of the (ratio, seed) groups are queued first; a semi-supervised
+cell starts as soon as its own group's burn-in has ended (and then reuses it), so a free slot never
+waits for another group's burn-in. `--jobs N` runs N cells side by side; `--gpus
 0,1` runs one cell per GPU. The grid itself is recorded as an `ablate` run whose tags list every
 cell, its state before the grid ran and its outcome. Re-running an interrupted grid resumes it:
 done cells are skipped, failed and stale ones run again.
@@ -70,16 +71,43 @@ def _reap(slot: Slot, outcomes: dict[str, str], on_done) -> bool:
     return True
 
 
-def run_phase(cells: list[Cell], slots: list[Slot], workdir: Path, ledger_url: str,
+def _shared_burnin(cell: Cell) -> bool:
+    """The burn-in that a group's semi-supervised cells start from (not a step-matched control)."""
+    return cell.kind == "burnin" and not cell.cfg.train.step_matched
+
+
+def start_order(cells: list[Cell]) -> list[Cell]:
+    """The queue of a grid's cells: the shared burn-ins first, then the rest in grid order."""
+    return [c for c in cells if _shared_burnin(c)] + [c for c in cells if not _shared_burnin(c)]
+
+
+def next_cell(queue: list[Cell], running: list[Cell]) -> int | None:
+    """Index in `queue` of the first cell that may start now, None if every queued cell waits.
+
+    A burn-in or supervised cell may always start; a semi-supervised cell waits while the shared
+    burn-in of its (ratio, seed) group is queued or running, since it is going to reuse it."""
+    waiting = {c.group for c in (*queue, *running) if _shared_burnin(c)}
+    for i, cell in enumerate(queue):
+        if cell.kind == "burnin" or cell.group not in waiting:
+            return i
+    return None
+
+
+def run_cells(cells: list[Cell], slots: list[Slot], workdir: Path, ledger_url: str,
               outcomes: dict[str, str], on_done) -> None:
-    """Run `cells` on the free slots until all have ended."""
-    queue = list(cells)
+    """Run `cells` on the free slots until all have ended: shared burn-ins first, each
+    semi-supervised cell once its group's burn-in has ended (`next_cell`)."""
+    queue = start_order(cells)
     try:
         while queue or any(s.proc is not None for s in slots):
             for slot in slots:
                 _reap(slot, outcomes, on_done)
+            for slot in slots:
                 if slot.proc is None and queue:
-                    _launch(slot, queue.pop(0), workdir, ledger_url)
+                    pick = next_cell(queue, [s.cell for s in slots if s.cell is not None])
+                    if pick is None:
+                        break
+                    _launch(slot, queue.pop(pick), workdir, ledger_url)
             time.sleep(0.2)
     except BaseException:
         # interrupted: stop the cells (they record themselves as killed) and wait for them
@@ -139,8 +167,7 @@ def ablate(cells: list[Cell], ledger_url: str, jobs: int, gpus: list[int] | None
                 run.log_metrics({"cells_ended": done["n"], "cell_failed": float(code != 0)}, done["n"])
 
             slots = make_slots(jobs, gpus)
-            run_phase([c for c in todo if c.kind == "burnin"], slots, workdir, ledger_url, outcomes, on_done)
-            run_phase([c for c in todo if c.kind != "burnin"], slots, workdir, ledger_url, outcomes, on_done)
+            run_cells(todo, slots, workdir, ledger_url, outcomes, on_done)
             failed = sum(1 for v in outcomes.values() if v != "finished")
             run.set_final({"n_cells": len(cells), "n_skipped": len(cells) - len(todo), "n_run": len(todo),
                            "n_failed": failed})
