@@ -29,7 +29,7 @@ SETTINGS = {
               "Ours: semi-supervised runs with T-S EMA, ImgStrong, PosAug, T-PatchMix and ITCL.",
     "table2": f"Baseline: {STEP_MATCHED}; the other rows are semi-supervised runs "
               "with ImgStrong, adding components one by one.",
-    "table3": "At 1% labels. Baseline: T-S EMA with ImgStrong; every other row adds the components checked "
+    "table3": "Baseline: T-S EMA with ImgStrong; every other row adds the components checked "
               "(w/ CutMix and w/ SPC replace T-PatchMix by naive CutMix or by SPC).",
 }
 
