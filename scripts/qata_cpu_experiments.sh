@@ -15,8 +15,8 @@
 #   position:RUN  the image-only position predictors on RUN's encoder (labeled split, whole train split)
 #   text:RUN    RUN evaluated with every caption mode (full, removed 0.5 and 1, constant, shuffled, swapped)
 #   soft:RUN:P  RUN's ISPG modes at removal 0.5 and 1: oracle_soft, and soft_image from position run P
-#   doc         docs/results-cpu.md from the ledger (scripts/results_cpu.py) and the ledger's snapshot
-#               docs/results-cpu.ledger.sql (scripts/ledger_snapshot.py; restore it to carry on elsewhere)
+#   doc         the ledger's snapshot docs/results-cpu.ledger.sql and docs/results-cpu.md made from it
+#               (scripts/ledger_snapshot.py, scripts/results_cpu.py; restore the snapshot to carry on elsewhere)
 # JOBS (default 2) cells run side by side, each on OMP_NUM_THREADS=1; SEEDS (default 0,1,2) are the
 # seeds of table2, table3 and full; ROWS (default: all) the rows of table2 and table3 (medref ablate --rows).
 set -euo pipefail
@@ -90,13 +90,20 @@ for step in "$@"; do
         evaluate "$run" oracle_soft "$rate"
         evaluate "$run" soft_image "$rate" "$position"
       done ;;
-    doc)  # the document, as of the grid's code version (GRID, default: this checkout's commit), with the
-          # Table 2 of an EARLIER grid's code version if given, and the ledger's snapshot
-      .venv/bin/python scripts/results_cpu.py --ledger "$MEDREF_LEDGER" --ratio "$RATIO" \
+    doc)  # the ledger's snapshot, then the document from that snapshot (so the two agree even while a grid
+          # writes to the ledger), as of the grid's code version (GRID, default: this checkout's commit),
+          # with the Table 2 of an EARLIER grid's code version if given. Take it when no run is in progress:
+          # a running run reads as lost once its heartbeat is old, and the document would change with time.
+      snap="$(mktemp -d)"
+      .venv/bin/python scripts/ledger_snapshot.py save "$MEDREF_LEDGER" "$snap/ledger.sql"
+      .venv/bin/python scripts/ledger_snapshot.py restore "$snap/ledger.sql" "$snap/ledger.db"
+      .venv/bin/python scripts/results_cpu.py --ledger "sqlite:///$snap/ledger.db" --ratio "$RATIO" \
         --sweep "${SWEEP_RUNS:-}" --preamble docs/results-cpu.preamble.md --as-of "${GRID:-$(git rev-parse HEAD)}" \
-        ${EARLIER:+--earlier "$EARLIER"} --where model.soft_position=false --where ssl.tpatchmix_block_prob=0.08 --text > docs/results-cpu.md.tmp
-      mv docs/results-cpu.md.tmp docs/results-cpu.md
-      .venv/bin/python scripts/ledger_snapshot.py save "$MEDREF_LEDGER" docs/results-cpu.ledger.sql ;;
+        ${EARLIER:+--earlier "$EARLIER"} --where model.soft_position=false --where ssl.tpatchmix_block_prob=0.08 \
+        --text > "$snap/results-cpu.md"
+      mv "$snap/results-cpu.md" docs/results-cpu.md
+      mv "$snap/ledger.sql" docs/results-cpu.ledger.sql
+      rm -rf "$snap" ;;
     *) echo "unknown step '$step' (sweep:NAME, table2, table3, full, ours, ispg, position:RUN, text:RUN," \
             "soft:RUN:POSITION_RUN, doc)" >&2; exit 2 ;;
   esac
