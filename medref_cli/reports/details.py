@@ -7,7 +7,8 @@ a paired per-image test against the baseline row's run of the same seed and, for
 run, one against the burn-in it started from; per row, a paired test against the row above
 (per-image Dice averaged over seeds, as in the tables) and, where the table's first row is a
 supervised run, the share of the gap between that row and 100% supervision that the row closes,
-per Dice definition.
+per Dice definition, and the two ends of that gap (the baseline's and the 100% runs' test Dice,
+mean and std over seeds).
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from collections.abc import Sequence
 from medref_cli.ledger.report_queries import RunRecord, metric_history, run_walls
 from medref_cli.reports.cells import RunView, select_runs
 from medref_cli.reports.layouts import FINAL_NAMES, RowSpec, ratio_label, same_ratio
-from medref_cli.reports.model import BlockDetail, Column, RowDetail, RunDetail, Significance
-from medref_cli.reports.stats import average_over_seeds, significance
+from medref_cli.reports.model import BlockDetail, Column, GapEnd, RowDetail, RunDetail, Significance
+from medref_cli.reports.stats import SeedStats, average_over_seeds, seed_stats, significance
 
 RATES = ("mixed_share", "text_changed_share", "pseudo_fg")
 DICE = {definition: FINAL_NAMES[(definition, "dice")] for definition in ("global", "per-image")}
@@ -76,9 +77,19 @@ class DetailSource:
         return average_over_seeds(self.scores.dice(runs))
 
 
-def _mean(runs: Sequence[RunRecord], name: str) -> float | None:
+def _stats(runs: Sequence[RunRecord], name: str) -> SeedStats | None:
+    """Mean and std over the runs of a final metric, in percent; None unless every run has it."""
     values = [r.finals[name] * 100.0 for r in runs if name in r.finals]
-    return sum(values) / len(values) if values and len(values) == len(runs) else None
+    return seed_stats(values) if values and len(values) == len(runs) else None
+
+
+def _mean(runs: Sequence[RunRecord], name: str) -> float | None:
+    stats = _stats(runs, name)
+    return None if stats is None else stats.mean
+
+
+def _gap_end(label: str, runs: Sequence[RunRecord]) -> GapEnd:
+    return GapEnd(label, {definition: _stats(runs, name) for definition, name in DICE.items()})
 
 
 def full_supervision(views: Sequence[RunView], dataset: str, backbones: Sequence[str],
@@ -97,9 +108,12 @@ def block_details(title: str, specs: Sequence[RowSpec], columns: Sequence[Column
                   source: DetailSource) -> list[BlockDetail]:
     """One BlockDetail per label ratio of the block; `full`: backbone -> its 100% supervised runs."""
     by_label = {spec.label: spec for spec in specs}
+    shown = [b for b in dict.fromkeys(s.backbone for s in specs) if full.get(b)]
+    full_label = {b: f"{FULL_LABEL} ({b})" if len(shown) > 1 else FULL_LABEL for b in shown}
     out = []
     for ratio in sorted({c.ratio for c in columns}):
         details: list[RowDetail] = []
+        ends: dict[str, GapEnd] = {}
         for index, spec in enumerate(specs):
             runs = counted[(spec.label, ratio)]
             base_spec = by_label.get(spec.baseline) if spec.baseline else None
@@ -116,10 +130,11 @@ def block_details(title: str, specs: Sequence[RowSpec], columns: Sequence[Column
                                        _mean(full.get(spec.backbone, []), name))
                     ok = None not in (ours, low, high) and high != low
                     gap[definition] = (ours - low) / (high - low) if ok else None
+                if any(share is not None for share in gap.values()):
+                    ends.setdefault(base_spec.label, _gap_end(base_spec.label, base_runs))
+                    ends.setdefault(full_label[spec.backbone], _gap_end(full_label[spec.backbone], full[spec.backbone]))
             baseline = {r.seed: r for r in base_runs}
             details.append(RowDetail(spec.label, source.runs(runs, baseline, spec.baseline), vs_previous, gap))
-        shown = [b for b in dict.fromkeys(s.backbone for s in specs) if full.get(b)]
-        full_rows = [RowDetail(f"{FULL_LABEL} ({b})" if len(shown) > 1 else FULL_LABEL, source.runs(full[b], {}, None))
-                     for b in shown]
-        out.append(BlockDetail(f"{title}, {ratio_label(ratio)}", details, full_rows))
+        full_rows = [RowDetail(full_label[b], source.runs(full[b], {}, None)) for b in shown]
+        out.append(BlockDetail(f"{title}, {ratio_label(ratio)}", details, full_rows, list(ends.values())))
     return out

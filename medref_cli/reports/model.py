@@ -7,6 +7,10 @@ percentages (the ledger stores fractions).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from medref_cli.reports.stats import SeedStats
 
 # dice_image and recovery: the text-reliance table's per-image Dice and ISPG recovery share (percent)
 METRIC_LABELS = {"dice": "Dice", "miou": "mIoU", "dice_image": "Dice/img", "recovery": "recovery %"}
@@ -109,10 +113,19 @@ class RowDetail:
 
 
 @dataclass(frozen=True)
+class GapEnd:
+    """One end of a gap share: a baseline row or a 100% supervised row, its test Dice over seeds."""
+
+    label: str
+    dice: dict[str, SeedStats | None]  # definition (global | per-image) -> mean and std over seeds, in percent
+
+
+@dataclass(frozen=True)
 class BlockDetail:
     title: str  # the block's title and the ratio column, e.g. "QaTa-COV19, MMI-UNet, 5%"
     rows: list[RowDetail]
     full: list[RowDetail] = field(default_factory=list)  # the 100% supervised runs the gap share is measured to
+    gap_ends: list[GapEnd] = field(default_factory=list)  # the rows the gap shares are measured between
 
 
 @dataclass

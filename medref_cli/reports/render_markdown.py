@@ -12,6 +12,7 @@ from medref_cli.reports.model import (
     format_number,
     plain_cell_text,
 )
+from medref_cli.reports.stats import SeedStats
 
 CHECK = "\u2713"
 DELTA = "\u0394"
@@ -75,6 +76,13 @@ def _share(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def _stats(stats: SeedStats | None) -> str:
+    if stats is None:
+        return "-"
+    spread = "" if stats.std is None else f" ± {stats.std:.2f}"
+    return f"{stats.mean:.2f}{spread} (n={stats.n})"
+
+
 def _test(result: Significance | None) -> str:
     if result is None:
         return "-"
@@ -110,6 +118,10 @@ def _details(detail: BlockDetail) -> list[str]:
         lines += [(f"**Share of the gap to 100% supervision closed: {md_escape(detail.title)}** "
                   "((row - Baseline) / (100% supervised - Baseline), means over seeds)"), "",
                   *_table_lines(["Row", "global", "per image"], gaps), ""]
+        if detail.gap_ends:
+            ends = "; ".join(f"{md_escape(end.label)} {_stats(end.dice.get('global'))} / "
+                             f"{_stats(end.dice.get('per-image'))}" for end in detail.gap_ends)
+            lines += [f"Ends of the gap (test Dice, mean ± std over seeds, global / per image): {ends}.", ""]
     return lines
 
 

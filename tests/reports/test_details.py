@@ -73,6 +73,27 @@ def test_the_gap_share_is_worked_out_from_the_seed_means(small_ledger):
     assert rows["Baseline"].gap_share == {}
 
 
+def test_the_ends_of_the_gap_are_the_baseline_and_100_percent_seed_statistics(small_ledger):
+    import statistics
+
+    ledger, current, _ids, _url = small_ledger
+    table, _rows = _details(ledger, current)
+    (detail,) = table.details
+    assert [end.label for end in detail.gap_ends] == ["Baseline", "100% supervised"]
+    for end, gain in zip(detail.gap_ends, (BASE_GAIN, FULL_GAIN), strict=True):
+        for definition, name in (("global", "test_dice_global"), ("per-image", "test_dice_per_image_mean")):
+            values = [finals_from(image_dice(gain, s))[name] * 100 for s in (1, 2)]
+            stats = end.dice[definition]
+            assert (stats.n, stats.mean) == (2, pytest.approx(statistics.mean(values)))
+            assert stats.std == pytest.approx(statistics.stdev(values))
+    md = render([table], "markdown")
+    (line,) = [ln for ln in md.splitlines() if ln.startswith("Ends of the gap")]
+    base, full = detail.gap_ends
+    expected = "; ".join(f"{e.label} {e.dice['global'].mean:.2f} ± {e.dice['global'].std:.2f} (n=2) / "
+                         f"{e.dice['per-image'].mean:.2f} ± {e.dice['per-image'].std:.2f} (n=2)" for e in (base, full))
+    assert line == f"Ends of the gap (test Dice, mean ± std over seeds, global / per image): {expected}."
+
+
 def test_each_run_is_tested_against_the_baseline_run_of_its_own_seed(small_ledger):
     ledger, current, ids, _url = small_ledger
     _table, rows = _details(ledger, current)
