@@ -70,7 +70,7 @@ def report(
     where: Annotated[list[str] | None, typer.Option(
         "--where", metavar="KEY=VALUE", help="Only runs whose recorded config has KEY=VALUE, e.g. train.epochs=20 (repeatable).",
         show_default=False)] = None,
-    figure: Annotated[str | None, typer.Option("--figure", metavar="NAME", help="Draw a figure instead: curves | qualitative.",
+    figure: Annotated[str | None, typer.Option("--figure", metavar="NAME", help="Draw a figure instead: curves | qualitative | views.",
                                                   show_default=False)] = None,
     runs: Annotated[str | None, typer.Option("--runs", metavar="IDS", help="Run ids for --figure, e.g. 3,4.",
                                                 show_default=False)] = None,
@@ -81,7 +81,7 @@ def report(
                                                             "definitions, logged rates, paired tests per seed and "
                                                             "row by row, share of the gap to 100% supervision "
                                                             "(markdown and json).")] = False,
-    n: Annotated[int, typer.Option("--n", metavar="N", help="Rows (test images) of --figure qualitative.")] = 4,
+    n: Annotated[int, typer.Option("--n", metavar="N", help="Rows of --figure qualitative (test images) or views (train images).")] = 4,
     as_of: Annotated[str | None, typer.Option(
         "--as-of", metavar="CODE", help="Judge staleness as of this recorded code version (commit or prefix) "
                                         "instead of this checkout's, e.g. to rebuild a document of a grid "

@@ -17,6 +17,7 @@ from medref_cli.reports.figure_request import FigureRequest, image_format
 from medref_cli.reports.layouts import ratio_label
 from medref_cli.reports.output import atomic_path
 from medref_cli.reports.qualitative import plot_qualitative
+from medref_cli.reports.views import plot_views
 
 PANEL_COLUMNS = 3
 
@@ -79,6 +80,7 @@ def plot_curves(ledger: Ledger, request: FigureRequest) -> Path:
 FIGURES: dict[str, Callable[[Ledger, FigureRequest], Path]] = {
     "curves": plot_curves,
     "qualitative": plot_qualitative,
+    "views": plot_views,
 }
 
 

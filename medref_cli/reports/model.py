@@ -7,10 +7,6 @@ percentages (the ledger stores fractions).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from medref_cli.reports.stats import SeedStats
 
 # dice_image and recovery: the text-reliance table's per-image Dice and ISPG recovery share (percent)
 METRIC_LABELS = {"dice": "Dice", "miou": "mIoU", "dice_image": "Dice/img", "recovery": "recovery %"}
@@ -110,6 +106,15 @@ class RowDetail:
     vs_previous: Significance | None = None  # seed-averaged per image, against the row above
     # definition (global | per-image) -> (row - Baseline) / (100% supervised - Baseline); None where a side is missing
     gap_share: dict[str, float | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SeedStats:
+    """Mean and sample standard deviation (ddof = 1) over seeds; std is None when n < 2."""
+
+    mean: float
+    std: float | None
+    n: int
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,16 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medref_cli.errors import MedrefError
 from medref_cli.ledger.db import Ledger
 from medref_cli.ledger.report_queries import RunRecord, image_scores, runs_by_id
 from medref_cli.reports.figure_request import FigureRequest, image_format
 from medref_cli.reports.output import atomic_path
+
+if TYPE_CHECKING:
+    import numpy as np
 
 PANEL_INCHES = 1.9  # width and height of one image panel
 CAPTION_INCHES = 0.55  # extra height per row for the caption under it
@@ -50,26 +54,41 @@ def figure_inches(rows: int, columns: int) -> tuple[float, float]:
     return PANEL_INCHES * columns, TITLE_INCHES + rows * (PANEL_INCHES + CAPTION_INCHES)
 
 
-def _draw(predictions, runs: list[RunRecord], out: Path, fmt: str) -> None:
+def draw_grid(rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str], captions: Sequence[str],
+              scales: Sequence[float], out: Path, fmt: str, caption_lines: int = 1, title: str | None = None) -> None:
+    """Image panels in rows (grayscale, column c drawn on 0..scales[c]), the column titles over the
+    first row, each row's caption under it (`caption_lines` caption heights), written atomically."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    rows, columns = len(predictions.ids), 2 + len(runs)
-    fig = Figure(figsize=figure_inches(rows, columns), layout="constrained")
+    columns = len(titles)
+    width, height = figure_inches(len(rows), columns)
+    extra = (caption_lines - 1) * CAPTION_INCHES * len(rows) + (TITLE_INCHES if title else 0.0)
+    fig = Figure(figsize=(width, height + extra), layout="constrained")
     FigureCanvasAgg(fig)
-    titles = ["image", "ground truth", *(column_title(r) for r in runs)]
-    heights = [PANEL_INCHES + CAPTION_INCHES + (TITLE_INCHES if r == 0 else 0.0) for r in range(rows)]
-    for r, subfig in enumerate(fig.subfigures(rows, 1, squeeze=False, height_ratios=heights)[:, 0]):
-        panels = [predictions.images[r], predictions.masks[r], *(p.masks()[r] for p in predictions.runs)]
-        for c, (ax, panel) in enumerate(zip(subfig.subplots(1, columns, squeeze=False)[0], panels, strict=True)):
-            ax.imshow(panel, cmap="gray", vmin=0, vmax=255 if c == 0 else 1, interpolation="nearest")
+    if title:
+        fig.suptitle(title, fontsize="small")
+    heights = [PANEL_INCHES + caption_lines * CAPTION_INCHES + (TITLE_INCHES if r == 0 else 0.0)
+               for r in range(len(rows))]
+    for r, subfig in enumerate(fig.subfigures(len(rows), 1, squeeze=False, height_ratios=heights)[:, 0]):
+        for c, (ax, panel) in enumerate(zip(subfig.subplots(1, columns, squeeze=False)[0], rows[r], strict=True)):
+            ax.imshow(panel, cmap="gray", vmin=0, vmax=scales[c], interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
                 ax.set_title(titles[c], fontsize="small")
-        subfig.supxlabel(wrapped_caption(predictions.ids[r], predictions.captions[r], columns), fontsize="small")
+        subfig.supxlabel(captions[r], fontsize="small")
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format=fmt, dpi=DPI)
+
+
+def _draw(predictions, runs: list[RunRecord], out: Path, fmt: str) -> None:
+    columns = 2 + len(runs)
+    rows = [[predictions.images[r], predictions.masks[r], *(p.masks()[r] for p in predictions.runs)]
+            for r in range(len(predictions.ids))]
+    captions = [wrapped_caption(i, c, columns) for i, c in zip(predictions.ids, predictions.captions, strict=True)]
+    draw_grid(rows, ["image", "ground truth", *(column_title(r) for r in runs)], captions,
+              [255.0, *([1.0] * (columns - 1))], out, fmt)
 
 
 def plot_qualitative(ledger: Ledger, request: FigureRequest) -> Path:

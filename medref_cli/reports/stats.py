@@ -13,21 +13,12 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from medref_cli.reports.model import Significance
+from medref_cli.reports.model import SeedStats, Significance
 
 BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0
 # (threshold, marker), strictest first
 SIGNIFICANCE_MARKERS = ((0.01, "**"), (0.05, "*"))
-
-
-@dataclass(frozen=True)
-class SeedStats:
-    """Mean and sample standard deviation (ddof = 1) over seeds; std is None when n < 2."""
-
-    mean: float
-    std: float | None
-    n: int
 
 
 def seed_stats(values: Sequence[float]) -> SeedStats:

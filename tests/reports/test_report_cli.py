@@ -54,7 +54,7 @@ def test_an_empty_ledger_gives_the_layout_with_dashes(cli, tmp_path):
         (["--where", "train.epoch=3"], "--where: unknown config key 'train.epoch'"),
         (["--details", "--format", "csv"], "--details is shown in markdown and json, not in csv"),
         (["--ratio", "1.5"], "--ratio must lie in (0, 1], got 1.5"),
-        (["--figure", "nope", "--runs", "2"], "unknown figure 'nope'; available: curves, qualitative"),
+        (["--figure", "nope", "--runs", "2"], "unknown figure 'nope'; available: curves, qualitative, views"),
         (["--figure", "curves"], "--figure curves needs --runs"),
         (["--figure", "curves", "--runs", "2,999"], "no run 999 in the ledger"),
         (["--figure", "curves", "--runs", "2", "--out", "x.gif"], "must end in .png, .pdf, .svg"),
