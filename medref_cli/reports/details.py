@@ -131,8 +131,10 @@ def block_details(title: str, specs: Sequence[RowSpec], columns: Sequence[Column
                     ok = None not in (ours, low, high) and high != low
                     gap[definition] = (ours - low) / (high - low) if ok else None
                 if any(share is not None for share in gap.values()):
-                    ends.setdefault(base_spec.label, _gap_end(base_spec.label, base_runs))
-                    ends.setdefault(full_label[spec.backbone], _gap_end(full_label[spec.backbone], full[spec.backbone]))
+                    for label, end_runs in ((base_spec.label, base_runs),
+                                            (full_label[spec.backbone], full[spec.backbone])):
+                        if label not in ends:
+                            ends[label] = _gap_end(label, end_runs)
             baseline = {r.seed: r for r in base_runs}
             details.append(RowDetail(spec.label, source.runs(runs, baseline, spec.baseline), vs_previous, gap))
         full_rows = [RowDetail(full_label[b], source.runs(full[b], {}, None)) for b in shown]

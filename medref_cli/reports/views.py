@@ -14,7 +14,6 @@ changed`). Nothing is recorded and nothing but the figure is written.
 from __future__ import annotations
 
 import random
-import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import TYPE_CHECKING
 from medref_cli.errors import MedrefError
 from medref_cli.ledger.db import Ledger
 from medref_cli.reports.figure_request import FigureRequest, image_format
-from medref_cli.reports.qualitative import CAPTION_CHARS_PER_PANEL, draw_grid
+from medref_cli.reports.qualitative import draw_grid, wrapped_caption
 
 if TYPE_CHECKING:
     import torch
@@ -84,11 +83,10 @@ def _display(image: torch.Tensor):
 
 
 def _caption(views: StepViews, i: int) -> str:
-    width = CAPTION_CHARS_PER_PANEL * len(COLUMNS)
     marks = [m for m, on in (("mixed", views.mixed[i]), ("text changed", views.text_changed[i])) if on]
-    teacher = textwrap.fill(f"{views.ids[i]} teacher: {views.captions[i]}", width=width)
-    student = textwrap.fill(f"student{' (' + ', '.join(marks) + ')' if marks else ''}: {views.student_captions[i]}",
-                            width=width)
+    teacher = wrapped_caption(f"{views.ids[i]} teacher", views.captions[i], len(COLUMNS))
+    student = wrapped_caption(f"student{' (' + ', '.join(marks) + ')' if marks else ''}", views.student_captions[i],
+                              len(COLUMNS))
     return f"{teacher}\n{student}"
 
 
