@@ -6,7 +6,8 @@
 # rerunning a step after an interruption carries on where it stopped.
 #
 # Usage: scripts/qata_cpu_experiments.sh DATA_DIR STEP...
-#   sweep:NAME  one run of the recipe sweep (names below), seed 0
+#   sweep:NAME  one run of the recipe sweep, seed 0: control or full, then :KEY=VALUE,... for the settings
+#               it changes against cpu.yaml (sweep:control:train.lr=0.002); earlier named entries below
 #   table2      medref ablate --table 2 at 5% labels, seeds 0,1,2 (Baseline = step-matched control)
 #   table3      medref ablate --table 3 at 5% labels, seeds 0,1,2
 #   full        the fully supervised runs at 100% labels, seeds 0,1,2
@@ -37,20 +38,26 @@ CONTROL=(--ratio "$RATIO" --set train.step_matched=true)
 FULL_EPOCHS="${FULL_EPOCHS:-24}"
 FULL=(--ratio 1.0 --epochs "$FULL_EPOCHS" --set train.epochs=0 --set train.step_matched=true)
 
-sweep() {  # the recipe sweep: each entry changes one thing against cpu.yaml
-  case "$1" in
-    control-base)  "${M[@]}" burnin "${COMMON[@]}" "${CONTROL[@]}" --seed 0 --set split.seed=0 --json ;;
-    control-zoom1) "${M[@]}" burnin "${COMMON[@]}" "${CONTROL[@]}" --seed 0 --set split.seed=0 --set ssl.zoom_prob=1.0 --json ;;
-    control-zoom1-wd05) "${M[@]}" burnin "${COMMON[@]}" "${CONTROL[@]}" --seed 0 --set split.seed=0 \
-                     --set ssl.zoom_prob=1.0 --set train.weight_decay=0.05 --json ;;
-    full-8ep)      "${M[@]}" burnin "${COMMON[@]}" "${FULL[@]}" --seed 0 --set split.seed=0 --json ;;
-    full-24ep)     "${M[@]}" burnin "${COMMON[@]}" --ratio 1.0 --epochs 24 --set train.epochs=0 \
-                     --set train.step_matched=true --seed 0 --set split.seed=0 --json ;;
-    full-24ep-zoom1) "${M[@]}" burnin "${COMMON[@]}" --ratio 1.0 --epochs 24 --set train.epochs=0 \
-                     --set train.step_matched=true --seed 0 --set split.seed=0 --set ssl.zoom_prob=1.0 --json ;;
-    *) echo "unknown sweep entry '$1' (control-base, control-zoom1, control-zoom1-wd05, full-8ep, full-24ep, full-24ep-zoom1)" >&2
+sweep() {  # the recipe sweep, seed 0: BASE[:KEY=VALUE,...] changes the listed settings against cpu.yaml
+  local base="${1%%:*}" changes=() kv
+  [[ "$1" == *:* ]] && for kv in $(tr , " " <<< "${1#*:}"); do changes+=(--set "$kv"); done
+  case "$base" in
+    control) ;;  # the 5% step-matched control
+    full)    ;;  # 100% labels, FULL_EPOCHS epochs
+    # the entries of commit 11dd5cb, by their names then
+    control-base) base=control ;;
+    control-zoom1) base=control; changes=(--set ssl.zoom_prob=1.0) ;;
+    control-zoom1-wd05) base=control; changes=(--set ssl.zoom_prob=1.0 --set train.weight_decay=0.05) ;;
+    full-8ep) base=full; changes=(--epochs 8) ;;
+    full-24ep) base=full; changes=(--epochs 24) ;;
+    full-24ep-zoom1) base=full; changes=(--epochs 24 --set ssl.zoom_prob=1.0) ;;
+    *) echo "unknown sweep entry '$1' (control[:KEY=VALUE,...], full[:KEY=VALUE,...], control-base," \
+            "control-zoom1, control-zoom1-wd05, full-8ep, full-24ep, full-24ep-zoom1)" >&2
        exit 2 ;;
   esac
+  local args=("${CONTROL[@]}")
+  [[ "$base" == full ]] && args=("${FULL[@]}")
+  "${M[@]}" burnin "${COMMON[@]}" "${args[@]}" "${changes[@]}" --seed 0 --set split.seed=0 --json
 }
 
 evaluate() {  # RUN MODE [RATE [POSITION_RUN]]
