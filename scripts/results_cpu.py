@@ -20,8 +20,9 @@ import sys
 
 MEDREF = [sys.executable, "-m", "medref_cli"]
 # settings a sweep run may change (dotted config keys), shown when any listed run differs
-SWEEP_KEYS = ("data.image_size", "train.lr", "train.burnin_epochs", "train.epochs", "train.step_matched",
-              "ssl.zoom_prob", "ssl.zoom_min", "ssl.zoom_max", "train.weight_decay", "train.batch_size")
+SWEEP_KEYS = ("data.image_size", "train.lr", "train.lr_step", "train.burnin_epochs", "train.epochs",
+              "train.step_matched", "ssl.zoom_prob", "ssl.zoom_min", "ssl.zoom_max", "train.weight_decay",
+              "train.batch_size")
 
 
 def medref(*args: str, ledger: str) -> str:
@@ -54,12 +55,13 @@ def _pct(value) -> str:
 def sweep_table(ids: list[int], ledger: str) -> str:
     runs = [json.loads(medref("runs", "show", str(i), "--json", ledger=ledger)) for i in ids]
     keys = [k for k in SWEEP_KEYS if len({json.dumps(_get(r["config"], k)) for r in runs}) > 1]
-    header = ["run", "kind", "labels", "seed", *keys, "steps", "wall", "val Dice (best)", "test Dice global",
-              "test Dice per image", "status"]
+    header = ["run", "code", "CPU", "kind", "labels", "seed", *keys, "steps", "wall", "val Dice (best)",
+              "test Dice global", "test Dice per image", "status"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["--:"] * len(header)) + "|"]
     for r in runs:
         f = r.get("finals") or {}
-        cells = [str(r["id"]), r["kind"], f"{100 * r['ratio']:g}%", str(r["seed"]),
+        code, cpu = (r.get("code_version") or "-")[:7], (r.get("host") or {}).get("cpu") or "-"
+        cells = [str(r["id"]), code, cpu, r["kind"], f"{100 * r['ratio']:g}%", str(r["seed"]),
                  *(str(_get(r["config"], k)) for k in keys),
                  "-" if "steps" not in f else f"{f['steps']:.0f}", _minutes(r), _pct(f.get("val_dice_best")),
                  _pct(f.get("test_dice_global")), _pct(f.get("test_dice_per_image_mean")), r["status"]]
