@@ -70,11 +70,11 @@ class NaiveSampleDataset(Dataset):
 
     def __init__(self, records: Sequence[SampleRecord], image_size: int, zoom: tuple[float, float],
                  with_masks: bool, with_strong: bool, seed: int, zoom_prob: float = 1.0,
-                 zoom_mode: str = "bicubic", strong: StrongViewSettings | None = None) -> None:
+                 zoom_mode: str = "bicubic", strong: StrongViewSettings | None = None, shift: float = 0.0) -> None:
         self.records = list(records)
         self.image_size = image_size
         self.zoom = zoom
-        self.zoom_prob, self.zoom_mode = zoom_prob, zoom_mode
+        self.zoom_prob, self.zoom_mode, self.shift = zoom_prob, zoom_mode, shift
         self.strong = StrongViewSettings() if strong is None else strong
         self.with_masks = with_masks
         self.with_strong = with_strong
@@ -88,7 +88,7 @@ class NaiveSampleDataset(Dataset):
         image, mask = decode_record(record, self.image_size)
         image_t = to_unit(torch.from_numpy(image)[None, None])
         mask_t = torch.from_numpy(mask)[None, None] if self.with_masks else None
-        weak = weak_view(image_t, mask_t, self.generator, self.zoom, self.zoom_prob, self.zoom_mode)
+        weak = weak_view(image_t, mask_t, self.generator, self.zoom, self.zoom_prob, self.zoom_mode, self.shift)
         item = {"weak": weak.images[0], "label": torch.tensor(record_label(record), dtype=torch.uint8),
                 "caption": record.caption}
         if self.with_masks:

@@ -175,7 +175,7 @@ class NaivePath(TrainedPath):
         super().__init__(student, cfg, device, seed)
         self.encoder = encoder
         size, zoom = cfg.data.image_size, (cfg.ssl.zoom_min, cfg.ssl.zoom_max)
-        views = {"zoom_prob": cfg.ssl.zoom_prob, "zoom_mode": cfg.ssl.zoom_mode,
+        views = {"zoom_prob": cfg.ssl.zoom_prob, "zoom_mode": cfg.ssl.zoom_mode, "shift": cfg.ssl.shift,
                  "strong": StrongViewSettings(clip=cfg.ssl.strong_clip)}
         self.lab_data = NaiveSampleDataset(lab_records, size, zoom, with_masks=True, with_strong=False, seed=seed,
                                            **views)

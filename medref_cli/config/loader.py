@@ -181,6 +181,7 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         ("ssl.posaug_rho", 0.0 <= cfg.ssl.posaug_rho <= 1.0, "in [0, 1]"),
         ("ssl.posaug_edit_prob", 0.0 <= cfg.ssl.posaug_edit_prob <= 1.0, "in [0, 1]"),
         ("ssl.zoom_prob", 0.0 <= cfg.ssl.zoom_prob <= 1.0, "in [0, 1]"),
+        ("ssl.shift", 0.0 <= cfg.ssl.shift <= 0.25, "in [0, 0.25]"),
         ("ssl.tpatchmix_block", cfg.ssl.tpatchmix_block >= 1, ">= 1"),
         ("ssl.tpatchmix_block_prob", 0.0 <= cfg.ssl.tpatchmix_block_prob <= 1.0, "in [0, 1]"),
         ("ssl.itcl_tau", cfg.ssl.itcl_tau > 0, "> 0"),

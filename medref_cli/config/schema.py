@@ -159,6 +159,9 @@ class SSLConfig:
     zoom_prob: float = 0.1
     # zoom interpolation of the image: bicubic (reference) | bilinear
     zoom_mode: str = "bicubic"
+    # weak view: with the zoom, move the content by up to this share of the side along each axis
+    # (0 = no shift, the reference; a CPU recipe from random weights may raise it)
+    shift: float = 0.0
     # strong image view (ImgStrong): ColorJitter + GaussianBlur on the standardised model input
     img_strong: bool = True
     # clip the jittered standardised image to [0, 1] (the reference's torchvision float clamp)

@@ -2,7 +2,7 @@
 
 Pipeline of a training step on cached uint8 tensors:
     unit = to_unit(images)                       # float32 in [0, 1]
-    weak = weak_view(unit, masks, generator)     # random zoom, image and mask alike
+    weak = weak_view(unit, masks, generator)     # random zoom (and shift), image and mask alike
     x_weak = normalise(weak.images)              # per-image zero mean, unit std (teacher input)
     x_strong = strong_view(x_weak, generator)    # brightness/contrast jitter + Gaussian blur (student input)
 
@@ -54,6 +54,7 @@ class WeakView:
     images: torch.Tensor
     masks: torch.Tensor | None
     zoom: torch.Tensor  # (B,) zoom factor per sample; > 1 magnifies, 1 = untouched
+    shift: torch.Tensor | None = None  # (B, 2) content shift (x, y) in shares of the side; None = no shift drawn
 
 
 def _uniform(
@@ -88,11 +89,15 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
     return normalise(to_unit(images))
 
 
-def zoom_grid(zoom: torch.Tensor, size: torch.Size) -> torch.Tensor:
-    """Sampling grid that magnifies each sample about its centre by `zoom` (B,)."""
+def zoom_grid(zoom: torch.Tensor, size: torch.Size, shift: torch.Tensor | None = None) -> torch.Tensor:
+    """Sampling grid that magnifies each sample about its centre by `zoom` (B,), then moves its
+    content by `shift` (B, 2): (x, y) in shares of the image side, positive = right / down."""
     theta = torch.zeros(size[0], 2, 3, device=zoom.device, dtype=torch.float32)
     theta[:, 0, 0] = 1.0 / zoom
     theta[:, 1, 1] = 1.0 / zoom
+    if shift is not None:
+        # grid coordinates span [-1, 1] over a side, so a content shift of s sides samples 2 s earlier
+        theta[:, :, 2] = -2.0 * shift.to(theta.device, torch.float32)
     return F.affine_grid(theta, list(size), align_corners=False)
 
 
@@ -110,12 +115,17 @@ def weak_view(
     zoom_range: tuple[float, float] = ZOOM_RANGE,
     prob: float = 1.0,
     mode: str = "bicubic",
+    shift: float = 0.0,
 ) -> WeakView:
     """Random zoom per sample, the same for image and mask (`mode` for images, nearest for masks).
 
     Like the reference RandZoomd (keep size): a factor in `zoom_range` per sample, applied
     with probability `prob` (reference 0.10), border pixels repeated where the zoom-out leaves a
     margin. Float images stay in [0, 1] (bicubic can overshoot).
+
+    `shift` > 0 (not in the reference, which has none: 0) also moves each zoomed sample's content by
+    up to that share of the side along each axis, drawn uniformly per axis after the zoom draws (so
+    `shift` 0 leaves the random stream, and every view, as they were). Left and right are kept.
     """
     if mode not in ZOOM_MODES:
         raise ValueError(f"zoom mode must be one of {', '.join(ZOOM_MODES)}, got {mode!r}")
@@ -123,14 +133,27 @@ def weak_view(
     zoom = _uniform(generator, batch, zoom_range[0], zoom_range[1], device)
     applied = _bernoulli(generator, batch, prob, device)
     zoom = torch.where(applied, zoom, torch.ones_like(zoom))
-    grid = zoom_grid(zoom, images.shape)
+    moved = None
+    if shift > 0:
+        moved = _uniform(generator, 2 * batch, -shift, shift, device).view(batch, 2)
+        moved = torch.where(applied.unsqueeze(1), moved, torch.zeros_like(moved))
+    grid = zoom_grid(zoom, images.shape, moved)
     keep = ~applied.view(-1, *([1] * (images.dim() - 1)))  # samples left exactly as they are
     zoomed_images = _resample(images, grid, mode)
     if mode == "bicubic" and zoomed_images.is_floating_point():
         zoomed_images = zoomed_images.clamp_(0.0, 1.0)
     zoomed_images = torch.where(keep, images.to(zoomed_images.dtype), zoomed_images)
     zoomed_masks = None if masks is None else torch.where(keep, masks, _resample(masks, grid, "nearest"))
-    return WeakView(zoomed_images, zoomed_masks, zoom)
+    return WeakView(zoomed_images, zoomed_masks, zoom, moved)
+
+
+def configured_weak_view(
+    images: torch.Tensor, masks: torch.Tensor | None, generator: torch.Generator, ssl
+) -> WeakView:
+    """`weak_view` of uint8 (or unit float) images with the settings of an `ssl` config section
+    (zoom_min, zoom_max, zoom_prob, zoom_mode, shift)."""
+    return weak_view(to_unit(images), masks, generator, (ssl.zoom_min, ssl.zoom_max), ssl.zoom_prob,
+                     ssl.zoom_mode, ssl.shift)
 
 
 def gaussian_kernels(sigma: torch.Tensor, radius: int) -> torch.Tensor:

@@ -52,7 +52,7 @@ class TrainOutcome:
     test: EvalResult
 
 
-BURNIN_SSL_KEYS = ("zoom_min", "zoom_max", "zoom_prob", "zoom_mode", "ema", "ema_in_burnin", "ema_momentum_start", "ema_momentum",
+BURNIN_SSL_KEYS = ("zoom_min", "zoom_max", "zoom_prob", "zoom_mode", "shift", "ema", "ema_in_burnin", "ema_momentum_start", "ema_momentum",
                    "ema_warmup_epochs")
 # what labeled ITCL during burn-in reads
 ITCL_SSL_KEYS = ("contrastive", "itcl_tau", "itcl_empty_match", "lambda_itcl_sup")

@@ -23,7 +23,7 @@ from torch import nn
 
 from medref_cli.config import ExperimentConfig
 from medref_cli.data.cache import SplitTensors
-from medref_cli.data.views import normalise, to_unit, weak_view
+from medref_cli.data.views import configured_weak_view, normalise
 from medref_cli.errors import MedrefError
 from medref_cli.losses.position import position_loss, positive_weights
 from medref_cli.models.position_predictor import PositionPredictor
@@ -96,8 +96,7 @@ def fit_position(model: PositionPredictor, train: SplitTensors, valid: SplitTens
         total = 0.0
         for index in batches:
             rows = index.to(device)
-            images = weak_view(to_unit(train.images[rows]), None, generator, (cfg.ssl.zoom_min, cfg.ssl.zoom_max),
-                               cfg.ssl.zoom_prob, cfg.ssl.zoom_mode).images
+            images = configured_weak_view(train.images[rows], None, generator, cfg.ssl).images
             with autocast(device, cfg.runtime.amp):
                 logits = model(normalise(images))
             loss, terms = position_loss(logits.float(), train.labels[rows].float(), p.bce_mix, p.gamma_negative,

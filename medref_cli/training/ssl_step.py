@@ -28,7 +28,7 @@ from medref_cli.augment.cutmix import cutmix
 from medref_cli.augment.spc import draw_flips, spc_flip
 from medref_cli.augment.tpatchmix import tpatchmix
 from medref_cli.config import ExperimentConfig
-from medref_cli.data.views import StrongViewSettings, normalise, strong_view, to_unit, weak_view
+from medref_cli.data.views import StrongViewSettings, configured_weak_view, normalise, strong_view
 from medref_cli.losses.contrastive import clip_loss, itcl_loss
 from medref_cli.losses.dice_ce import DiceCELoss
 from medref_cli.models.encoders import TextFeatures
@@ -64,10 +64,8 @@ def layout(images: torch.Tensor, channels_last: bool) -> torch.Tensor:
 
 def weak_views(lab: Batch | None, unl: Batch, cfg: ExperimentConfig, gen: torch.Generator):
     """(labeled weak view, its masks, unlabeled weak view): standardised model inputs (labeled first)."""
-    s = cfg.ssl
-    zoom = (s.zoom_min, s.zoom_max)
-    weak_l = None if lab is None else weak_view(to_unit(lab.images), lab.masks, gen, zoom, s.zoom_prob, s.zoom_mode)
-    weak_u = weak_view(to_unit(unl.images), None, gen, zoom, s.zoom_prob, s.zoom_mode)
+    weak_l = None if lab is None else configured_weak_view(lab.images, lab.masks, gen, cfg.ssl)
+    weak_u = configured_weak_view(unl.images, None, gen, cfg.ssl)
     x_l = None if weak_l is None else normalise(weak_l.images)
     return x_l, None if weak_l is None else weak_l.masks, normalise(weak_u.images)
 

@@ -18,7 +18,7 @@ from torch import nn
 
 from medref_cli.config import ExperimentConfig
 from medref_cli.data.cache import SplitTensors
-from medref_cli.data.views import to_unit, weak_view
+from medref_cli.data.views import configured_weak_view
 from medref_cli.losses.dice_ce import DiceCELoss
 from medref_cli.models.text_cache import TextFeatureCache
 from medref_cli.runtime import distributed
@@ -181,8 +181,7 @@ def supervised_loss_parts(
     from medref_cli.training.ssl_step import contrastive_embed_term, soft_position_inputs
 
     batch = take(labeled, distributed.shard(index))
-    weak = weak_view(to_unit(batch.images), batch.masks, generator, (cfg.ssl.zoom_min, cfg.ssl.zoom_max),
-                     cfg.ssl.zoom_prob, cfg.ssl.zoom_mode)
+    weak = configured_weak_view(batch.images, batch.masks, generator, cfg.ssl)
     device = labeled.images.device
     captions, positions = soft_position_inputs(cfg, batch.captions, batch.labels, generator)
     text = text_cache.encode_student(captions)

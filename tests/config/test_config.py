@@ -64,6 +64,7 @@ def test_overrides_are_typed_and_layered(tmp_path):
         (["data.laterality=up"], "must be one of image, patient"),
         (["train.lr"], "expects key=value"),
         (["data.image_size=100"], "multiple of 32"),
+        (["ssl.shift=0.3"], "'ssl.shift' must be in [0, 0.25], got 0.3"),
     ],
 )
 def test_bad_overrides_are_one_line_errors(sets, message):

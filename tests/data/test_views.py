@@ -12,8 +12,10 @@ from medref_cli.data.views import (
     normalise,
     strong_view,
     to_float,
+    configured_weak_view,
     to_unit,
     weak_view,
+    zoom_grid,
 )
 
 
@@ -103,6 +105,61 @@ def test_weak_zoom_is_applied_with_the_configured_probability():
     assert torch.equal(weak.images[~zoomed], images[~zoomed])
     assert (weak.images[zoomed] != images[zoomed]).flatten(1).any(dim=1).all()
     assert SSLConfig().zoom_prob == 0.1 and SSLConfig().zoom_mode == "bicubic"
+
+
+def test_shift_moves_content_right_and_down_worked_example():
+    """A content shift of (0.25, -0.125) sides on an 8x8 image moves every column 2 pixels right and
+    every row 1 pixel up, the border repeated where the image was left behind."""
+    image = torch.arange(64, dtype=torch.float32).view(1, 1, 8, 8)
+    grid = zoom_grid(torch.ones(1), image.shape, torch.tensor([[0.25, -0.125]]))
+    moved = torch.nn.functional.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    rows = torch.arange(8).add(1).clamp(max=7)  # output row i shows input row i + 1
+    cols = torch.arange(8).sub(2).clamp(min=0)  # output column j shows input column j - 2
+    assert torch.equal(moved[0, 0], image[0, 0][rows][:, cols])
+
+
+def test_shift_zero_leaves_the_views_and_the_random_stream_as_they_were():
+    images, masks = _batch()
+    plain_gen, zero_gen = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    plain = weak_view(to_unit(images), masks, plain_gen)
+    zero = weak_view(to_unit(images), masks, zero_gen, shift=0.0)
+    assert zero.shift is None and torch.equal(plain.images, zero.images) and torch.equal(plain.masks, zero.masks)
+    assert torch.equal(torch.rand(3, generator=plain_gen), torch.rand(3, generator=zero_gen))
+    moved = weak_view(to_unit(images), masks, torch.Generator().manual_seed(7), shift=0.08)
+    assert torch.equal(moved.zoom, plain.zoom)  # the zoom draws come first, unchanged
+    assert not torch.equal(moved.images, plain.images)
+
+
+def test_random_shift_stays_in_range_only_on_zoomed_samples_and_keeps_masks_aligned():
+    gen = torch.Generator().manual_seed(3)
+    masks = torch.zeros(64, 1, 32, 32, dtype=torch.uint8)
+    for i in range(64):
+        top, left = torch.randint(6, 16, (2,), generator=gen).tolist()
+        masks[i, :, top : top + 9, left : left + 9] = 1
+    weak = weak_view(masks.float(), masks, torch.Generator().manual_seed(5), (0.95, 1.2), prob=0.5, shift=0.1)
+    zoomed = weak.zoom != 1.0
+    assert 0 < int(zoomed.sum()) < 64
+    assert (weak.shift.abs() <= 0.1).all() and (weak.shift[zoomed].abs() > 0).all()
+    assert (weak.shift[~zoomed] == 0).all() and torch.equal(weak.images[~zoomed], masks[~zoomed].float())
+    assert weak.shift[zoomed].abs().max() > 0.05  # drawn over the whole range, not a sliver of it
+    agreement = ((weak.images > 0.5).to(torch.uint8) == weak.masks).float().mean().item()
+    assert agreement > 0.99
+    # the lesion's centre of mass moves with the drawn shift (32 px sides; zoom about the centre)
+    ys, xs = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    before = [(masks[i, 0].float() * xs).sum() / masks[i, 0].sum() for i in range(64)]
+    after = [(weak.masks[i, 0].float() * xs).sum() / weak.masks[i, 0].sum() for i in range(64)]
+    for i in torch.nonzero(zoomed).flatten().tolist():
+        expected = (before[i] + 0.5 - 16) * weak.zoom[i] + 16 - 0.5 + 32 * weak.shift[i, 0]
+        assert abs(after[i] - expected) < 1.0
+
+
+def test_configured_weak_view_reads_the_ssl_section():
+    images, masks = _batch()
+    cfg = SSLConfig(zoom_min=1.1, zoom_max=1.1, zoom_prob=1.0, zoom_mode="bilinear", shift=0.05)
+    weak = configured_weak_view(images, masks, torch.Generator().manual_seed(2), cfg)
+    direct = weak_view(to_unit(images), masks, torch.Generator().manual_seed(2), (1.1, 1.1), 1.0, "bilinear", 0.05)
+    assert torch.equal(weak.images, direct.images) and torch.equal(weak.shift, direct.shift)
+    assert torch.allclose(weak.zoom, torch.full((6,), 1.1)) and SSLConfig().shift == 0.0
 
 
 def test_strong_view_touches_images_only_and_changes_them():

@@ -45,3 +45,16 @@ def test_an_unknown_or_empty_row_list_names_the_rows():
         build_cells(2, None, [], {}, [0.05], [0], grid_dir=GRID, rows=["itcl", "ours"])
     with pytest.raises(MedrefError, match="--rows names no row"):
         build_cells(2, None, [], {}, [0.05], [0], grid_dir=GRID, rows=[])
+
+
+def test_a_burnin_keeps_the_weak_views_shift():
+    """The shift changes what a burn-in trains on, so burn-ins that differ in it are different runs."""
+    import dataclasses
+
+    from medref_cli.config import ExperimentConfig, config_hash
+    from medref_cli.runs.burnin_run import burnin_config
+
+    cfg = ExperimentConfig()
+    moved = dataclasses.replace(cfg, ssl=dataclasses.replace(cfg.ssl, shift=0.08))
+    assert burnin_config(moved).ssl.shift == 0.08
+    assert config_hash(burnin_config(moved)) != config_hash(burnin_config(cfg))

@@ -171,3 +171,16 @@ def test_weak_zoom_probability_in_the_step():
         _, _, x_w = weak_views(None, unl, cfg, torch.Generator().manual_seed(4))
         zoomed = int((x_w != plain).flatten(1).any(dim=1).sum())
         assert low <= zoomed <= high, (prob, zoomed)
+
+
+def test_weak_shift_in_the_step():
+    """ssl.shift reaches the SSL step's weak views: with an identity zoom on every sample, only the
+    shift can change an image (beyond resampling's float error), and it changes each one."""
+    unl = batch([LEFT_LOWER] * 8, size=16)
+    plain = normalise(to_unit(unl.images))
+    for shift, moved in ((0.0, 0), (0.2, 8)):
+        cfg = config(zoom_min=1.0, zoom_max=1.0, zoom_prob=1.0, shift=shift)
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(ExperimentConfig().data))
+        _, _, x_w = weak_views(None, unl, cfg, torch.Generator().manual_seed(4))
+        changed = (x_w - plain).abs().flatten(1).amax(dim=1) > 1e-3
+        assert int(changed.sum()) == moved, shift
