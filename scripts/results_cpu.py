@@ -21,8 +21,8 @@ import sys
 MEDREF = [sys.executable, "-m", "medref_cli"]
 # settings a sweep run may change (dotted config keys), shown when any listed run differs
 SWEEP_KEYS = ("data.image_size", "train.lr", "train.lr_step", "train.burnin_epochs", "train.epochs",
-              "train.step_matched", "ssl.zoom_prob", "ssl.zoom_min", "ssl.zoom_max", "train.weight_decay",
-              "train.batch_size")
+              "train.step_matched", "ssl.zoom_prob", "ssl.zoom_min", "ssl.zoom_max", "ssl.shift",
+              "train.weight_decay", "train.batch_size")
 
 
 def medref(*args: str, ledger: str) -> str:
@@ -37,6 +37,12 @@ def _get(tree: dict, dotted: str):
     for part in dotted.split("."):
         tree = tree.get(part, {}) if isinstance(tree, dict) else {}
     return tree if tree != {} else None
+
+
+def _setting(config: dict, dotted: str) -> str:
+    """A run's setting as the sweep table shows it; "-" where the run's code had no such key."""
+    value = _get(config, dotted)
+    return "-" if value is None else str(value)
 
 
 def _minutes(run: dict) -> str:
@@ -62,7 +68,7 @@ def sweep_table(ids: list[int], ledger: str) -> str:
         f = r.get("finals") or {}
         code, cpu = (r.get("code_version") or "-")[:7], (r.get("host") or {}).get("cpu") or "-"
         cells = [str(r["id"]), code, cpu, r["kind"], f"{100 * r['ratio']:g}%", str(r["seed"]),
-                 *(str(_get(r["config"], k)) for k in keys),
+                 *(_setting(r["config"], k) for k in keys),
                  "-" if "steps" not in f else f"{f['steps']:.0f}", _minutes(r), _pct(f.get("val_dice_best")),
                  _pct(f.get("test_dice_global")), _pct(f.get("test_dice_per_image_mean")), r["status"]]
         lines.append("| " + " | ".join(cells) + " |")
