@@ -34,8 +34,9 @@ COMMON=(-c experiments/cpu.yaml --dataset qata --data "$DATA" --set runtime.resu
         --set runtime.progress=false --cpu)
 # the 5% step-matched control: as many steps as burn-in + SSL (train.step_matched)
 CONTROL=(--ratio "$RATIO" --set train.step_matched=true)
-# 100% labels: epochs of one labeled pass (63 steps), train.epochs=0 so that step matching adds nothing
-FULL_EPOCHS="${FULL_EPOCHS:-24}"
+# 100% labels: epochs of one labeled pass (63 steps), train.epochs=0 so that step matching adds nothing;
+# 40 epochs (2,520 steps): in the recipe sweep the 24-epoch runs were still rising when the cosine ended
+FULL_EPOCHS="${FULL_EPOCHS:-40}"
 FULL=(--ratio 1.0 --epochs "$FULL_EPOCHS" --set train.epochs=0 --set train.step_matched=true)
 
 sweep() {  # the recipe sweep, seed 0: BASE[:KEY=VALUE,...] changes the listed settings against cpu.yaml
