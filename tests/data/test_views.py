@@ -8,11 +8,11 @@ import torch
 from medref_cli.config.schema import SSLConfig
 from medref_cli.data.views import (
     StrongViewSettings,
+    configured_weak_view,
     gaussian_blur,
     normalise,
     strong_view,
     to_float,
-    configured_weak_view,
     to_unit,
     weak_view,
     zoom_grid,
@@ -68,12 +68,18 @@ def test_zoom_two_magnifies_about_the_centre_worked_example():
     assert weak.images[0, 0, 2, 2].item() == round(0.75 * 0.75 * 255)
 
 
-def test_random_zoom_keeps_image_and_mask_aligned():
+def _box_masks(n: int, low: int, high: int) -> torch.Tensor:
+    """n 32x32 masks, each one 9x9 box with its top-left corner drawn in [low, high)."""
     gen = torch.Generator().manual_seed(3)
-    masks = torch.zeros(8, 1, 32, 32, dtype=torch.uint8)
-    for i in range(8):
-        top, left = torch.randint(2, 20, (2,), generator=gen).tolist()
+    masks = torch.zeros(n, 1, 32, 32, dtype=torch.uint8)
+    for i in range(n):
+        top, left = torch.randint(low, high, (2,), generator=gen).tolist()
         masks[i, :, top : top + 9, left : left + 9] = 1
+    return masks
+
+
+def test_random_zoom_keeps_image_and_mask_aligned():
+    masks = _box_masks(8, 2, 20)
     images = masks.float()  # the image is the mask: any misalignment shows up
     weak = weak_view(images, masks, torch.Generator().manual_seed(5), zoom_range=(0.95, 1.2))
     agreement = ((weak.images > 0.5).to(torch.uint8) == weak.masks).float().mean().item()
@@ -131,11 +137,7 @@ def test_shift_zero_leaves_the_views_and_the_random_stream_as_they_were():
 
 
 def test_random_shift_stays_in_range_only_on_zoomed_samples_and_keeps_masks_aligned():
-    gen = torch.Generator().manual_seed(3)
-    masks = torch.zeros(64, 1, 32, 32, dtype=torch.uint8)
-    for i in range(64):
-        top, left = torch.randint(6, 16, (2,), generator=gen).tolist()
-        masks[i, :, top : top + 9, left : left + 9] = 1
+    masks = _box_masks(64, 6, 16)
     weak = weak_view(masks.float(), masks, torch.Generator().manual_seed(5), (0.95, 1.2), prob=0.5, shift=0.1)
     zoomed = weak.zoom != 1.0
     assert 0 < int(zoomed.sum()) < 64
@@ -144,13 +146,14 @@ def test_random_shift_stays_in_range_only_on_zoomed_samples_and_keeps_masks_alig
     assert weak.shift[zoomed].abs().max() > 0.05  # drawn over the whole range, not a sliver of it
     agreement = ((weak.images > 0.5).to(torch.uint8) == weak.masks).float().mean().item()
     assert agreement > 0.99
-    # the lesion's centre of mass moves with the drawn shift (32 px sides; zoom about the centre)
+    # the lesion's centre of mass moves with the drawn shift on both axes (32 px sides; zoom about the centre)
     ys, xs = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
-    before = [(masks[i, 0].float() * xs).sum() / masks[i, 0].sum() for i in range(64)]
-    after = [(weak.masks[i, 0].float() * xs).sum() / weak.masks[i, 0].sum() for i in range(64)]
     for i in torch.nonzero(zoomed).flatten().tolist():
-        expected = (before[i] + 0.5 - 16) * weak.zoom[i] + 16 - 0.5 + 32 * weak.shift[i, 0]
-        assert abs(after[i] - expected) < 1.0
+        for axis, coords in ((0, xs), (1, ys)):
+            before = (masks[i, 0].float() * coords).sum() / masks[i, 0].sum()
+            after = (weak.masks[i, 0].float() * coords).sum() / weak.masks[i, 0].sum()
+            expected = (before + 0.5 - 16) * weak.zoom[i] + 16 - 0.5 + 32 * weak.shift[i, axis]
+            assert abs(after - expected) < 1.0, (i, axis)
 
 
 def test_configured_weak_view_reads_the_ssl_section():
