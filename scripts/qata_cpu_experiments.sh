@@ -16,7 +16,8 @@
 #   position:RUN  the image-only position predictors on RUN's encoder (labeled split, whole train split)
 #   text:RUN    RUN evaluated with every caption mode (full, removed 0.5 and 1, constant, shuffled, swapped)
 #   soft:RUN:P  RUN's ISPG modes at removal 0.5 and 1: oracle_soft, and soft_image from position run P
-#   doc         the ledger's snapshot docs/results-cpu.ledger.sql and docs/results-cpu.md made from it
+#   doc         the ledger's snapshot docs/results-cpu.ledger.sql and docs/results-cpu.md made from it; the
+#               tables hold runs with ssl.shift = GRID_SHIFT (default 0: the 80ffcf9 grid; 0.15 for 4a2f706's)
 #               (scripts/ledger_snapshot.py, scripts/results_cpu.py; restore the snapshot to carry on elsewhere)
 # JOBS (default 2) cells run side by side, each on OMP_NUM_THREADS=1; SEEDS (default 0,1,2) are the
 # seeds of table2, table3 and full; ROWS (default: all) the rows of table2 and table3 (medref ablate --rows).
@@ -108,6 +109,7 @@ for step in "$@"; do
       .venv/bin/python scripts/results_cpu.py --ledger "sqlite:///$snap/ledger.db" --ratio "$RATIO" \
         --sweep "${SWEEP_RUNS:-}" --preamble docs/results-cpu.preamble.md --as-of "${GRID:-$(git rev-parse HEAD)}" \
         ${EARLIER:+--earlier "$EARLIER"} --where model.soft_position=false --where ssl.tpatchmix_block_prob=0.08 \
+        --where "ssl.shift=${GRID_SHIFT:-0}" \
         --text > "$snap/results-cpu.md"
       mv "$snap/results-cpu.md" docs/results-cpu.md
       mv "$snap/ledger.sql" docs/results-cpu.ledger.sql
