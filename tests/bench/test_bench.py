@@ -19,7 +19,13 @@ from medref_cli.cli.bench import render_text
 from medref_cli.config import load_config
 from medref_cli.data.cache import load_split
 from medref_cli.data.readers import read_dataset
-from medref_cli.data.views import StrongViewSettings, normalise, strong_view, to_unit, weak_view
+from medref_cli.data.views import (
+    StrongViewSettings,
+    configured_weak_view,
+    normalise,
+    strong_view,
+    to_unit,
+)
 from medref_cli.losses.dice_ce import DiceCELoss
 from medref_cli.runtime.batches import take
 from medref_cli.runtime.build import build_model, build_text
@@ -151,9 +157,9 @@ def test_naive_ssl_loss_equals_fast_ssl_loss(tiny_setup, overrides):
                                      torch.Generator().manual_seed(5), random.Random(9))
 
     # the same views the fast step draws, in its order: weak labeled, weak unlabeled, strong
-    gen, zoom = torch.Generator().manual_seed(5), (cfg.ssl.zoom_min, cfg.ssl.zoom_max)
-    weak_l = weak_view(to_unit(lab.images), lab.masks, gen, zoom, cfg.ssl.zoom_prob, cfg.ssl.zoom_mode)
-    weak_u = weak_view(to_unit(unl.images), None, gen, zoom, cfg.ssl.zoom_prob, cfg.ssl.zoom_mode)
+    gen = torch.Generator().manual_seed(5)
+    weak_l = configured_weak_view(lab.images, lab.masks, gen, cfg.ssl)
+    weak_u = configured_weak_view(unl.images, None, gen, cfg.ssl)
     settings = StrongViewSettings(clip=cfg.ssl.strong_clip)
     strong = strong_view(normalise(weak_u.images), gen, settings) if cfg.ssl.img_strong else None
     naive_loss, naive_parts = naive_ssl_loss(
@@ -190,8 +196,7 @@ def test_naive_sup_loss_equals_supervised_loss(tiny_setup):
     index = torch.tensor([5, 1, 3])
     fast = supervised_loss(student, labeled, index, cache, DiceCELoss(), cfg, torch.Generator().manual_seed(2))
     batch = take(labeled, index)
-    weak = weak_view(to_unit(batch.images), batch.masks, torch.Generator().manual_seed(2),
-                     (cfg.ssl.zoom_min, cfg.ssl.zoom_max), cfg.ssl.zoom_prob, cfg.ssl.zoom_mode)
+    weak = configured_weak_view(batch.images, batch.masks, torch.Generator().manual_seed(2), cfg.ssl)
     naive = naive_sup_loss(naive_student, encoder, NaiveViews(weak.images, weak.masks, None, batch.labels,
                                                               batch.captions), DiceCELoss())
     assert naive.item() == pytest.approx(fast.item(), rel=1e-5)
