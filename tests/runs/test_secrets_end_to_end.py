@@ -25,11 +25,16 @@ EPOCHS = ["--set", "train.burnin_epochs=1", "--set", "train.epochs=1"]
 
 
 class ChildWatcher(threading.Thread):
-    """Collects the command line of every descendant of `root` while it runs."""
+    """Collects the command line of every descendant of `root` while it runs.
 
-    def __init__(self, root: int) -> None:
+    A child between fork and exec (`git` for the code version, any subprocess) still shows its
+    parent's argv in /proc: that is the command line the user typed, not one medref built, so a
+    descendant whose argv is byte for byte the root's own is counted in `forks`, not in `seen`."""
+
+    def __init__(self, root: int, argv: list[str]) -> None:
         super().__init__(daemon=True)
-        self.root, self.seen, self.stop = root, {}, threading.Event()
+        self.root, self.seen, self.forks, self.stop = root, {}, 0, threading.Event()
+        self.root_cmdline = b"".join(a.encode() + b"\0" for a in argv)
 
     @staticmethod
     def _parents() -> dict[int, int]:
@@ -55,16 +60,18 @@ class ChildWatcher(threading.Thread):
                         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
                     except OSError:
                         continue
-                    if cmdline:
+                    if cmdline == self.root_cmdline:
+                        self.forks += 1
+                    elif cmdline:
                         self.seen[(pid, cmdline)] = cmdline.replace(b"\0", b" ").decode(errors="replace")
             self.stop.wait(0.05)
 
 
 def _medref(args: list[str], cwd: Path, env: dict) -> tuple[subprocess.CompletedProcess, list[str]]:
     """Run `medref ARGS`; its result and the command lines of its descendants."""
-    proc = subprocess.Popen([sys.executable, "-m", "medref_cli", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    watcher = ChildWatcher(proc.pid)
+    argv = [sys.executable, "-m", "medref_cli", *args]
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watcher = ChildWatcher(proc.pid, argv)
     watcher.start()
     try:
         out, err = proc.communicate(timeout=1800)
@@ -154,3 +161,26 @@ def test_a_ledger_password_is_found_nowhere(postgres_url, tmp_path, synthetic_ro
             assert secret not in cmdline, "a child's command line holds the password"
         for path in files:
             assert secret.encode() not in path.read_bytes(), f"{path} holds the password"
+
+
+def test_the_watcher_sees_a_built_command_line_and_sets_a_fork_of_the_root_apart():
+    """The watcher above can fail: a child started with the secret on its command line is seen; a
+    fork of the root (the user's own argv, as between fork and exec) is counted apart."""
+    secret = "s3cret-on-the-line"
+    script = ("import os, subprocess, sys, time\n"
+              "pid = os.fork()\n"
+              "if pid == 0:\n    time.sleep(1.0)\n    os._exit(0)\n"
+              "subprocess.run([sys.executable, '-c', 'import time; time.sleep(1.0)', 'child-' + sys.argv[1]])\n"
+              "os.waitpid(pid, 0)\n")
+    argv = [sys.executable, "-c", script, secret]
+    proc = subprocess.Popen(argv)
+    watcher = ChildWatcher(proc.pid, argv)
+    watcher.start()
+    try:
+        assert proc.wait(timeout=60) == 0
+    finally:
+        watcher.stop.set()
+        watcher.join()
+    seen = list(watcher.seen.values())
+    assert any(f"child-{secret}" in c for c in seen), seen
+    assert watcher.forks >= 1 and not any(c.endswith(f" {secret} ") for c in seen)
