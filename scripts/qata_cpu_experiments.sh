@@ -100,14 +100,15 @@ for step in "$@"; do
         evaluate "$run" soft_image "$rate" "$position"
       done ;;
     doc)  # the ledger's snapshot, then the document from that snapshot (so the two agree even while a grid
-          # writes to the ledger), as of the grid's code version (GRID, default: this checkout's commit),
+          # writes to the ledger), its tables counting only the runs of the grid's code version (GRID,
+          # default: this checkout's commit),
           # with the Table 2 of an EARLIER grid's code version if given. Take it when no run is in progress:
           # a running run reads as lost once its heartbeat is old, and the document would change with time.
       snap="$(mktemp -d)"
       .venv/bin/python scripts/ledger_snapshot.py save "$MEDREF_LEDGER" "$snap/ledger.sql"
       .venv/bin/python scripts/ledger_snapshot.py restore "$snap/ledger.sql" "$snap/ledger.db"
       .venv/bin/python scripts/results_cpu.py --ledger "sqlite:///$snap/ledger.db" --ratio "$RATIO" \
-        --sweep "${SWEEP_RUNS:-}" --preamble docs/results-cpu.preamble.md --as-of "${GRID:-$(git rev-parse HEAD)}" \
+        --sweep "${SWEEP_RUNS:-}" --preamble docs/results-cpu.preamble.md --code "${GRID:-$(git rev-parse HEAD)}" \
         ${EARLIER:+--earlier "$EARLIER"} --where model.soft_position=false --where ssl.tpatchmix_block_prob=0.08 \
         --where "ssl.shift=${GRID_SHIFT:-0}" \
         --text > "$snap/results-cpu.md"

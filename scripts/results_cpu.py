@@ -6,7 +6,8 @@
 The tables come from `medref report` (Table 2 and Table 3 at the CPU ratio, global and per-image
 Dice, with --details; the text-reliance table with --text); the recipe sweep is the listed runs,
 read with `medref runs show --json`. With --as-of CODE, staleness is judged as of the code version
-that made the grid, so any checkout rebuilds the same document. The document ends with the
+that made the grid, so any checkout rebuilds the same document; with --code CODE the tables count
+only that code's runs (and judge staleness as of it). The document ends with the
 arguments that made it (all but the ledger): the same ledger and the same medref give the same bytes.
 """
 
@@ -82,6 +83,9 @@ def main() -> None:
     parser.add_argument("--ratio", default="0.05", help="label ratio of the ablation tables")
     parser.add_argument("--preamble", default="", help="markdown file put at the top (the commands)")
     parser.add_argument("--as-of", default="", help="code version of the grid (medref report --as-of)")
+    parser.add_argument("--code", default="", help="count only the runs of this code version in the tables "
+                                                   "(medref report --code): the grid's, so that later runs "
+                                                   "of the same config do not supersede its cells")
     parser.add_argument("--where", action="append", default=[],
                         help="only runs whose config has KEY=VALUE in the tables (medref report --where)")
     parser.add_argument("--text", action="store_true", help="add the text-reliance table (report --table text)")
@@ -90,7 +94,8 @@ def main() -> None:
                              "version (repeatable)")
     args = parser.parse_args()
     where = [a for w in args.where for a in ("--where", w)]
-    filters = [*(("--as-of", args.as_of) if args.as_of else ()), *where]
+    filters = [*(("--as-of", args.as_of) if args.as_of else ()), *(("--code", args.code) if args.code else ()),
+               *where]
     out = []
     if args.preamble:
         with open(args.preamble, encoding="utf-8") as fh:

@@ -86,6 +86,11 @@ def report(
         "--as-of", metavar="CODE", help="Judge staleness as of this recorded code version (commit or prefix) "
                                         "instead of this checkout's, e.g. to rebuild a document of a grid "
                                         "made by a fixed commit.", show_default=False)] = None,
+    code: Annotated[str | None, typer.Option(
+        "--code", metavar="CODE", help="Count only the runs made by this recorded code version (commit or "
+                                       "prefix), e.g. a grid's, so that later runs of the same config do not "
+                                       "supersede its cells; staleness is judged as of it unless --as-of "
+                                       "says otherwise.", show_default=False)] = None,
     ledger: LedgerOpt = None,
 ) -> None:
     """Rebuild the paper's Tables 1-3 (or a figure) from the runs recorded in the ledger."""
@@ -105,6 +110,9 @@ def report(
 
             text = render([build_text_table(led, _split(dataset), _split(backbone))], format_)
         else:
+            from medref_cli.reports.staleness import as_of_versions
+
+            made_by = as_of_versions(led, code, "--code") if code is not None else None
             options = ReportOptions(
                 tables=_tables(table),
                 datasets=_split(dataset),
@@ -116,10 +124,9 @@ def report(
                 where=tuple(ConfigCondition.parse(w) for w in where or ()),
                 details=details,
                 ratios=tuple(ratio or ()),
+                code=made_by.code_version if made_by is not None else "",
             )
-            from medref_cli.reports.staleness import as_of_versions
-
-            current = as_of_versions(led, as_of) if as_of is not None else None
+            current = as_of_versions(led, as_of) if as_of is not None else made_by
             text = render(build_report(led, options, current), format_)
     finally:
         led.dispose()

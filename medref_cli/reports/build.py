@@ -46,6 +46,7 @@ class ReportOptions:
     where: tuple[ConfigCondition, ...] = ()
     details: bool = False  # the runs behind each cell (reports.details)
     ratios: tuple[float, ...] = ()  # label-ratio columns; () = each table's paper ratios
+    code: str = ""  # full code-version label: count only the runs that code made ("" = every run)
 
     def __post_init__(self) -> None:
         if self.definition not in DEFINITIONS:
@@ -275,6 +276,7 @@ def build_report(ledger: Ledger, options: ReportOptions, current: CurrentVersion
                  now: datetime | None = None) -> list[Table]:
     """The requested tables, built only from ledger queries."""
     runs = table_runs(ledger, datasets=options.datasets or None, backbones=options.backbones or None, now=now)
-    runs = [r for r in runs if all(cond.holds(r.config) for cond in options.where)]
+    runs = [r for r in runs if all(cond.holds(r.config) for cond in options.where)
+            and (not options.code or r.code_version == options.code)]
     ctx = Context([view_run(r) for r in runs], options, current or current_versions(ledger), ScoreCache(ledger))
     return [build_table(n, ctx) for n in options.tables]

@@ -42,11 +42,11 @@ def stale_reasons(run: RunRecord, current: CurrentVersions) -> list[str]:
     return reasons
 
 
-def as_of_versions(ledger: Ledger, code: str) -> CurrentVersions:
+def as_of_versions(ledger: Ledger, code: str, option: str = "--as-of") -> CurrentVersions:
     """"Current" as of an earlier code version recorded in `ledger` (a full label or a prefix of at
     least 7 characters): that code version, the config schema its newest run recorded, and the
     newest data hash per dataset, so that a document made from that code's runs reads the same
-    whichever checkout rebuilds it."""
+    whichever checkout rebuilds it. `option` names the flag in the error messages."""
     from sqlalchemy import select
 
     from medref_cli.errors import MedrefError
@@ -54,13 +54,13 @@ def as_of_versions(ledger: Ledger, code: str) -> CurrentVersions:
     from medref_cli.ledger.schema import Run
 
     if len(code) < 7:
-        raise MedrefError(f"--as-of needs a code version of at least 7 characters, got '{code}'")
+        raise MedrefError(f"{option} needs a code version of at least 7 characters, got '{code}'")
     with ledger.read() as session:
         rows = session.execute(select(Run.code_version, Run.config_schema).where(
             Run.code_version.startswith(code, autoescape=True)).order_by(Run.id)).all()
     labels = sorted({label for label, _ in rows})
     if not labels:
-        raise MedrefError(f"no run in the ledger was made by code version '{code}'")
+        raise MedrefError(f"{option}: no run in the ledger was made by code version '{code}'")
     if len(labels) > 1:
-        raise MedrefError(f"code version '{code}' is ambiguous: {', '.join(labels)}")
+        raise MedrefError(f"{option}: code version '{code}' is ambiguous: {', '.join(labels)}")
     return CurrentVersions(labels[0], rows[-1][1], newest_data_hashes(ledger))

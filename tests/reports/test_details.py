@@ -164,7 +164,7 @@ def test_the_results_script_rebuilds_the_same_document_from_the_same_ledger(smal
     preamble = tmp_path / "preamble.md"
     preamble.write_text("# CPU results\n\nCommands go here.\n", encoding="utf-8")
     cmd = [sys.executable, str(root / "scripts" / "results_cpu.py"), "--ledger", url, "--ratio", "0.05",
-           "--sweep", f"{ids['base1']},{ids['full1']}", "--preamble", str(preamble)]
+           "--sweep", f"{ids['base1']},{ids['full1']}", "--preamble", str(preamble), "--code", "c" * 7]
     env = {**os.environ, "PYTHONPATH": str(root), "HF_HUB_OFFLINE": "1"}
     first, second = (subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, check=False)
                      for _ in range(2))
@@ -173,13 +173,18 @@ def test_the_results_script_rebuilds_the_same_document_from_the_same_ledger(smal
     doc = first.stdout
     assert doc.startswith("# CPU results\n\nCommands go here.\n")
     sweep = doc[doc.index("## Recipe sweep"):doc.index("## Table 2, global Dice")]
-    assert f"| {ids['full1']} | burnin | 100% | 1 |" in sweep and f"| {ids['base1']} | burnin | 5% | 1 |" in sweep
+    for run, labels in ((ids["full1"], "100%"), (ids["base1"], "5%")):
+        row = next(ln for ln in sweep.splitlines() if ln.startswith(f"| {run} | "))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[1] == "c" * 7, "the run's code version, short"
+        assert cells[2] not in ("", "-"), "the CPU the run was timed on"
+        assert cells[3:6] == ["burnin", labels, "1"], row
     for title in ("## Table 2, global Dice", "## Table 2, per-image Dice", "## Table 3, global Dice",
                   "## Table 3, per-image Dice"):
         assert title in doc
     assert doc.count("#### Runs behind") == 4
     assert doc.endswith(f"<!-- made by: scripts/results_cpu.py --ledger LEDGER --ratio 0.05 --sweep "
-                        f"{ids['base1']},{ids['full1']} --preamble {preamble} -->\n")
+                        f"{ids['base1']},{ids['full1']} --preamble {preamble} --code ccccccc -->\n")
     bad = subprocess.run([*cmd[:3], "sqlite:///" + str(tmp_path / "none.db")], capture_output=True, text=True,
                          env=env, cwd=tmp_path, check=False)
     assert bad.returncode != 0 and "no ledger at" in bad.stderr

@@ -9,7 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from medref_cli.config import schema_hash
+from medref_cli.ledger import open_ledger
+from medref_cli.ledger.report_queries import newest_data_hashes
 from medref_cli.reports import ConfigCondition, ReportOptions, build_report, paper_numbers
+from medref_cli.reports.staleness import CurrentVersions
+from tests.reports.conftest import CURRENT_CODE, OLD_CODE_LABEL, Recorder
 
 PAPER_JSON = Path(__file__).resolve().parents[3] / "shared" / "paper" / "tables.json"
 
@@ -101,6 +106,53 @@ def test_as_of_refuses_what_names_no_recorded_code(report_ledger, code, message)
 
     with pytest.raises(MedrefError, match=message):
         as_of_versions(report_ledger[0], code)
+
+
+@pytest.fixture
+def resweep_ledger(tmp_path):
+    """A grid's seeds 1 and 2 by the current code, then seed 1 of the same config again by other code
+    (a later recipe-sweep run); returns (ledger, current, run ids)."""
+    ledger = open_ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    rec = Recorder(ledger)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("medref_cli.ledger.recorder.code_version", lambda: CURRENT_CODE)
+        grid = [rec.add("burnin", "qata", "mmi-unet", 0.01, seed) for seed in (1, 2)]
+        later = rec.add("burnin", "qata", "mmi-unet", 0.01, 1)
+    rec.update(later, code_version=OLD_CODE_LABEL)
+    current = CurrentVersions(CURRENT_CODE.label, schema_hash(), newest_data_hashes(ledger))
+    yield ledger, current, grid, later
+    ledger.dispose()
+
+
+def test_a_later_run_of_other_code_supersedes_a_grid_cell_unless_the_report_counts_one_code(resweep_ledger):
+    ledger, current, grid, later = resweep_ledger
+    (plain,) = build_report(ledger, ReportOptions(tables=(1,), explain=True), current=current)
+    c, why = cell(plain, "QaTa-COV19", "MMI-UNet", "1%")
+    assert c.run_ids == (grid[1], later) and c.stale, "the newest run per seed, whatever made it"
+    assert f"run {grid[0]} superseded by run {later} (same seed 1)" in why
+    (only,) = build_report(ledger, ReportOptions(tables=(1,), explain=True, code=current.code_version),
+                           current=current)
+    c, why = cell(only, "QaTa-COV19", "MMI-UNet", "1%")
+    assert c.run_ids == tuple(grid) and not c.stale
+    assert not any("superseded" in line for line in why)
+    (old,) = build_report(ledger, ReportOptions(tables=(1,), code=OLD_CODE_LABEL), current=current)
+    assert cell(old, "QaTa-COV19", "MMI-UNet", "1%")[0].run_ids == (later,)
+
+
+def test_report_code_counts_one_code_version_and_names_the_flag_in_its_errors(resweep_ledger, cli):
+    ledger, current, grid, later = resweep_ledger
+    url = str(ledger.engine.url)
+    code, plain, err = cli("report", "--table", "1", "--explain", "--ledger", url)
+    assert code == 0, err
+    assert f"superseded by run {later}" in plain and f"stale: run {later} (other code version)" in plain
+    code, only, err = cli("report", "--table", "1", "--explain", "--code", current.code_version[:9], "--ledger", url)
+    assert code == 0, err
+    assert f"n=2: runs {grid[0]}, {grid[1]} (seeds 1, 2)" in only
+    assert "superseded by" not in only and "stale: run" not in only
+    for bad, message in (("bbbb", "--code needs a code version of at least 7 characters, got 'bbbb'"),
+                         ("d" * 12, "--code: no run in the ledger was made by code version 'dddddddddddd'")):
+        code, _out, err = cli("report", "--table", "1", "--code", bad, "--ledger", url)
+        assert code != 0 and message in err, err
 
 
 def mean_paired_difference(scenario, gain: float, base_gain: float, seeds: tuple[int, ...], base_seeds) -> float:
