@@ -17,7 +17,7 @@
 #   text:RUN    RUN evaluated with every caption mode (full, removed 0.5 and 1, constant, shuffled, swapped)
 #   soft:RUN:P  RUN's ISPG modes at removal 0.5 and 1: oracle_soft, and soft_image from position run P
 #   doc         the ledger's snapshot docs/results-cpu.ledger.sql and docs/results-cpu.md made from it; the
-#               tables hold runs with ssl.shift = GRID_SHIFT (default 0: the 80ffcf9 grid; 0.15 for 4a2f706's)
+#               tables count only the runs of the code version GRID (default HEAD), then those of EARLIER
 #               (scripts/ledger_snapshot.py, scripts/results_cpu.py; restore the snapshot to carry on elsewhere)
 # JOBS (default 2) cells run side by side, each on OMP_NUM_THREADS=1; SEEDS (default 0,1,2) are the
 # seeds of table2, table3 and full; ROWS (default: all) the rows of table2 and table3 (medref ablate --rows).
@@ -101,16 +101,16 @@ for step in "$@"; do
       done ;;
     doc)  # the ledger's snapshot, then the document from that snapshot (so the two agree even while a grid
           # writes to the ledger), its tables counting only the runs of the grid's code version (GRID,
-          # default: this checkout's commit),
-          # with the Table 2 of an EARLIER grid's code version if given. Take it when no run is in progress:
+          # default: this checkout's commit), then the grids of EARLIER (space-separated CODE[:TABLES],
+          # e.g. "80ffcf9:2,3 e578f1e", each from its own code's runs). Take it when no run is in progress:
           # a running run reads as lost once its heartbeat is old, and the document would change with time.
+      earlier=(); for e in ${EARLIER:-}; do earlier+=(--earlier "$e"); done
       snap="$(mktemp -d)"
       .venv/bin/python scripts/ledger_snapshot.py save "$MEDREF_LEDGER" "$snap/ledger.sql"
       .venv/bin/python scripts/ledger_snapshot.py restore "$snap/ledger.sql" "$snap/ledger.db"
       .venv/bin/python scripts/results_cpu.py --ledger "sqlite:///$snap/ledger.db" --ratio "$RATIO" \
         --sweep "${SWEEP_RUNS:-}" --preamble docs/results-cpu.preamble.md --code "${GRID:-$(git rev-parse HEAD)}" \
-        ${EARLIER:+--earlier "$EARLIER"} --where model.soft_position=false --where ssl.tpatchmix_block_prob=0.08 \
-        --where "ssl.shift=${GRID_SHIFT:-0}" \
+        "${earlier[@]}" --where model.soft_position=false --where ssl.tpatchmix_block_prob=0.08 \
         --text > "$snap/results-cpu.md"
       mv "$snap/results-cpu.md" docs/results-cpu.md
       mv "$snap/ledger.sql" docs/results-cpu.ledger.sql

@@ -89,10 +89,18 @@ def main() -> None:
     parser.add_argument("--where", action="append", default=[],
                         help="only runs whose config has KEY=VALUE in the tables (medref report --where)")
     parser.add_argument("--text", action="store_true", help="add the text-reliance table (report --table text)")
-    parser.add_argument("--earlier", action="append", default=[],
-                        help="code version of an earlier Table 2 grid, shown after the tables as of that "
-                             "version (repeatable)")
+    parser.add_argument("--earlier", action="append", default=[], metavar="CODE[:TABLES]",
+                        help="an earlier grid: its tables (default 2; e.g. 80ffcf9:2,3) from the runs of that "
+                             "code version only (medref report --code), shown after the current tables "
+                             "(repeatable)")
     args = parser.parse_args()
+    earlier = []
+    for given in args.earlier:
+        code, _, tables = given.partition(":")
+        tables = [t.strip() for t in (tables or "2").split(",")]
+        if not code or any(t not in ("2", "3") for t in tables):
+            parser.error(f"--earlier expects CODE[:TABLES] with tables among 2 and 3, got '{given}'")
+        earlier.append((code, tables))
     where = [a for w in args.where for a in ("--where", w)]
     filters = [*(("--as-of", args.as_of) if args.as_of else ()), *(("--code", args.code) if args.code else ()),
                *where]
@@ -109,11 +117,12 @@ def main() -> None:
             text = medref("report", "--table", table, "--ratio", args.ratio, "--definition", definition,
                           "--details", "--explain", *filters, ledger=args.ledger)
             out.append(f"## Table {table}, {definition} Dice\n\n" + text)
-    for code in args.earlier:
-        for definition in ("global", "per-image"):
-            text = medref("report", "--table", "2", "--ratio", args.ratio, "--definition", definition,
-                          "--details", "--as-of", code, *where, ledger=args.ledger)
-            out.append(f"## Earlier grid: Table 2 as of {code}, {definition} Dice\n\n" + text)
+    for code, tables in earlier:
+        for table in tables:
+            for definition in ("global", "per-image"):
+                text = medref("report", "--table", table, "--ratio", args.ratio, "--definition", definition,
+                              "--details", "--code", code, *where, ledger=args.ledger)
+                out.append(f"## Earlier grid: Table {table} of {code}, {definition} Dice\n\n" + text)
     if args.text:
         out.append("## Text reliance\n\n" + medref("report", "--table", "text", ledger=args.ledger))
     made = ["--ratio", args.ratio, *(("--sweep", args.sweep) if args.sweep else ()),
