@@ -111,7 +111,7 @@ def test_as_of_refuses_what_names_no_recorded_code(report_ledger, code, message)
 @pytest.fixture
 def resweep_ledger(tmp_path):
     """A grid's seeds 1 and 2 by the current code, then seed 1 of the same config again by other code
-    (a later recipe-sweep run); returns (ledger, current, run ids)."""
+    (a later recipe-sweep run); yields (ledger, current versions, the grid's run ids, the later run's id)."""
     ledger = open_ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
     rec = Recorder(ledger)
     with pytest.MonkeyPatch.context() as mp:

@@ -67,10 +67,9 @@ class ChildWatcher(threading.Thread):
             self.stop.wait(0.05)
 
 
-def _medref(args: list[str], cwd: Path, env: dict) -> tuple[subprocess.CompletedProcess, list[str]]:
-    """Run `medref ARGS`; its result and the command lines of its descendants."""
-    argv = [sys.executable, "-m", "medref_cli", *args]
-    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _watched(argv: list[str], **popen: object) -> tuple[subprocess.Popen, ChildWatcher, str, str]:
+    """Run `argv` to its end while a ChildWatcher reads its descendants; (process, watcher, stdout, stderr)."""
+    proc = subprocess.Popen(argv, **popen)
     watcher = ChildWatcher(proc.pid, argv)
     watcher.start()
     try:
@@ -78,6 +77,13 @@ def _medref(args: list[str], cwd: Path, env: dict) -> tuple[subprocess.Completed
     finally:
         watcher.stop.set()
         watcher.join()
+    return proc, watcher, out, err
+
+
+def _medref(args: list[str], cwd: Path, env: dict) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """Run `medref ARGS`; its result and the command lines of its descendants."""
+    proc, watcher, out, err = _watched([sys.executable, "-m", "medref_cli", *args], cwd=cwd, env=env,
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return subprocess.CompletedProcess(args, proc.returncode, out, err), list(watcher.seen.values())
 
 
@@ -172,15 +178,8 @@ def test_the_watcher_sees_a_built_command_line_and_sets_a_fork_of_the_root_apart
               "if pid == 0:\n    time.sleep(1.0)\n    os._exit(0)\n"
               "subprocess.run([sys.executable, '-c', 'import time; time.sleep(1.0)', 'child-' + sys.argv[1]])\n"
               "os.waitpid(pid, 0)\n")
-    argv = [sys.executable, "-c", script, secret]
-    proc = subprocess.Popen(argv)
-    watcher = ChildWatcher(proc.pid, argv)
-    watcher.start()
-    try:
-        assert proc.wait(timeout=60) == 0
-    finally:
-        watcher.stop.set()
-        watcher.join()
+    proc, watcher, _out, _err = _watched([sys.executable, "-c", script, secret])
+    assert proc.returncode == 0
     seen = list(watcher.seen.values())
     assert any(f"child-{secret}" in c for c in seen), seen
     assert watcher.forks >= 1 and not any(c.endswith(f" {secret} ") for c in seen)
