@@ -102,9 +102,14 @@ for step in "$@"; do
     doc)  # the ledger's snapshot, then the document from that snapshot (so the two agree even while a grid
           # writes to the ledger), its tables counting only the runs of the grid's code version (GRID,
           # default: this checkout's commit), then the grids of EARLIER (space-separated CODE[:TABLES],
-          # e.g. "80ffcf9:2,3 e578f1e", each from its own code's runs). Take it when no run is in progress:
-          # a running run reads as lost once its heartbeat is old, and the document would change with time.
+          # e.g. "80ffcf9:2,3 e578f1e", each from its own code's runs), and the variants of the grid
+          # (VARIANTS, space-separated KEY=VALUE[,...][:TABLES]: the grid's code with a setting changed,
+          # kept out of the grid's tables by GRID_WHERE, space-separated KEY=VALUE, e.g. the grid's own
+          # value of that setting). Take it when no run is in progress: a running run reads as lost once
+          # its heartbeat is old, and the document would change with time.
       earlier=(); for e in ${EARLIER:-}; do earlier+=(--earlier "$e"); done
+      for v in ${VARIANTS:-}; do earlier+=(--variant "$v"); done
+      for w in ${GRID_WHERE:-}; do earlier+=(--grid-where "$w"); done
       snap="$(mktemp -d)"
       .venv/bin/python scripts/ledger_snapshot.py save "$MEDREF_LEDGER" "$snap/ledger.sql"
       .venv/bin/python scripts/ledger_snapshot.py restore "$snap/ledger.sql" "$snap/ledger.db"

@@ -7,7 +7,8 @@ The tables come from `medref report` (Table 2 and Table 3 at the CPU ratio, glob
 Dice, with --details; the text-reliance table with --text); the recipe sweep is the listed runs,
 read with `medref runs show --json`. With --as-of CODE, staleness is judged as of the code version
 that made the grid, so any checkout rebuilds the same document; with --code CODE the tables count
-only that code's runs (and judge staleness as of it). The document ends with the
+only that code's runs (and judge staleness as of it); --variant KEY=VALUE adds the tables of that code's
+runs with a setting changed, which --grid-where keeps out of the grid's own. The document ends with the
 arguments that made it (all but the ledger): the same ledger and the same medref give the same bytes.
 """
 
@@ -88,22 +89,37 @@ def main() -> None:
                                                    "of the same config do not supersede its cells")
     parser.add_argument("--where", action="append", default=[],
                         help="only runs whose config has KEY=VALUE in the tables (medref report --where)")
+    parser.add_argument("--grid-where", action="append", default=[], metavar="KEY=VALUE",
+                        help="only runs whose config has KEY=VALUE in the current grid's tables (not the earlier "
+                             "grids'), e.g. the grid's own value of a setting that a variant changes")
+    parser.add_argument("--variant", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE...][:TABLES]",
+                        help="a variant of the current grid: its tables (default 2) from the runs of --code whose "
+                             "config has every KEY=VALUE, shown after the current tables (repeatable)")
     parser.add_argument("--text", action="store_true", help="add the text-reliance table (report --table text)")
     parser.add_argument("--earlier", action="append", default=[], metavar="CODE[:TABLES]",
                         help="an earlier grid: its tables (default 2; e.g. 80ffcf9:2,3) from the runs of that "
                              "code version only (medref report --code), shown after the current tables "
                              "(repeatable)")
     args = parser.parse_args()
-    earlier = []
-    for given in args.earlier:
-        code, _, tables = given.partition(":")
+
+    def split(given: str, flag: str, form: str) -> tuple[str, list[str]]:
+        head, _, tables = given.partition(":")
         tables = [t.strip() for t in (tables or "2").split(",")]
-        if not code or any(t not in ("2", "3") for t in tables):
-            parser.error(f"--earlier expects CODE[:TABLES] with tables among 2 and 3, got '{given}'")
-        earlier.append((code, tables))
+        if not head or any(t not in ("2", "3") for t in tables):
+            parser.error(f"{flag} expects {form} with tables among 2 and 3, got '{given}'")
+        return head, tables
+
+    earlier = [split(given, "--earlier", "CODE[:TABLES]") for given in args.earlier]
+    variants = [split(given, "--variant", "KEY=VALUE[,KEY=VALUE...][:TABLES]") for given in args.variant]
+    if variants and not args.code:
+        parser.error("--variant needs --code (a variant is the grid's code with other settings)")
+    for conditions, _ in variants:
+        if any("=" not in c for c in conditions.split(",")):
+            parser.error(f"--variant expects KEY=VALUE[,KEY=VALUE...][:TABLES], got '{conditions}'")
     where = [a for w in args.where for a in ("--where", w)]
     filters = [*(("--as-of", args.as_of) if args.as_of else ()), *(("--code", args.code) if args.code else ()),
                *where]
+    grid_where = [a for w in args.grid_where for a in ("--where", w)]
     out = []
     if args.preamble:
         with open(args.preamble, encoding="utf-8") as fh:
@@ -115,8 +131,16 @@ def main() -> None:
     for table in ("2", "3"):
         for definition in ("global", "per-image"):
             text = medref("report", "--table", table, "--ratio", args.ratio, "--definition", definition,
-                          "--details", "--explain", *filters, ledger=args.ledger)
+                          "--details", "--explain", *filters, *grid_where, ledger=args.ledger)
             out.append(f"## Table {table}, {definition} Dice\n\n" + text)
+    for conditions, tables in variants:
+        changed = [a for c in conditions.split(",") for a in ("--where", c)]
+        for table in tables:
+            for definition in ("global", "per-image"):
+                text = medref("report", "--table", table, "--ratio", args.ratio, "--definition", definition,
+                              "--details", *filters, *changed, ledger=args.ledger)
+                out.append(f"## Variant of the grid ({conditions.replace(',', ', ')}): Table {table}, "
+                           f"{definition} Dice\n\n" + text)
     for code, tables in earlier:
         for table in tables:
             for definition in ("global", "per-image"):
@@ -127,6 +151,8 @@ def main() -> None:
         out.append("## Text reliance\n\n" + medref("report", "--table", "text", ledger=args.ledger))
     made = ["--ratio", args.ratio, *(("--sweep", args.sweep) if args.sweep else ()),
             *(("--preamble", args.preamble) if args.preamble else ()), *filters,
+            *(a for w in args.grid_where for a in ("--grid-where", w)),
+            *(a for v in args.variant for a in ("--variant", v)),
             *(a for code in args.earlier for a in ("--earlier", code)), *(("--text",) if args.text else ())]
     out.append(f"<!-- made by: scripts/results_cpu.py --ledger LEDGER {' '.join(made)} -->\n")
     sys.stdout.write("\n".join(out))

@@ -188,3 +188,50 @@ def test_the_results_script_rebuilds_the_same_document_from_the_same_ledger(smal
     bad = subprocess.run([*cmd[:3], "sqlite:///" + str(tmp_path / "none.db")], capture_output=True, text=True,
                          env=env, cwd=tmp_path, check=False)
     assert bad.returncode != 0 and "no ledger at" in bad.stderr
+
+
+@pytest.mark.slow
+def test_the_results_script_shows_a_variant_of_the_grid_apart_from_its_tables(small_ledger, tmp_path):
+    """Runs of the grid's code with one setting changed form the newest config group of their cells;
+    --grid-where keeps them out of the grid's tables and --variant shows them in their own."""
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    ledger, _current, ids, url = small_ledger
+    rec = Recorder(ledger)
+    variant = {seed: rec.add("train", Q, MM, RATIO, seed, "full", parent=ids[f"base{seed}"],
+                             extra=("ssl.shift=0.2",)) for seed in (1, 2)}
+    root = Path(__file__).resolve().parents[2]
+    cmd = [sys.executable, str(root / "scripts" / "results_cpu.py"), "--ledger", url, "--ratio", "0.05",
+           "--code", "c" * 7]
+    env = {**os.environ, "PYTHONPATH": str(root), "HF_HUB_OFFLINE": "1"}
+
+    def made(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*cmd, *extra], capture_output=True, text=True, env=env, cwd=tmp_path, check=False)
+
+    def ours_runs(section: str) -> set[int]:
+        rows = re.finditer(r"^\| \+ ITCL \(Ours\) \| \d+ \| (\d+) \|", section, re.MULTILINE)
+        return {int(m.group(1)) for m in rows}
+
+    plain = made()
+    assert plain.returncode == 0, plain.stderr
+    grid = plain.stdout[plain.stdout.index("## Table 2, per-image Dice"):plain.stdout.index("## Table 3, global")]
+    assert ours_runs(grid) == set(variant.values()), "unfiltered, the newest group (the variant) fills the cell"
+    done = made("--grid-where", "ssl.shift=0", "--variant", "ssl.shift=0.2")
+    assert done.returncode == 0, done.stderr
+    doc = done.stdout
+    grid = doc[doc.index("## Table 2, per-image Dice"):doc.index("## Table 3, global")]
+    assert ours_runs(grid) == {ids["ours1"], ids["ours2"]}
+    title = "## Variant of the grid (ssl.shift=0.2): Table 2, per-image Dice"
+    assert doc.count("## Variant of the grid (ssl.shift=0.2): Table 2, ") == 2 and "): Table 3" not in doc
+    assert ours_runs(doc[doc.index(title):]) == set(variant.values())
+    assert "| Baseline | 1 | " not in doc[doc.index(title):], "the variant's Baseline was never run"
+    assert doc.endswith("--code ccccccc --grid-where ssl.shift=0 --variant ssl.shift=0.2 -->\n")
+    for bad, message in (((("--variant", "ssl.shift=0.2"), "--variant needs --code")),
+                         ((("--code", "c" * 7, "--variant", "ssl.shift:2"), "--variant expects KEY=VALUE"))):
+        args = [a for a in cmd if a not in ("--code", "c" * 7)] + list(bad)
+        failed = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path, check=False)
+        assert failed.returncode == 2 and message in failed.stderr, failed.stderr
