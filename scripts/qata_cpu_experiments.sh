@@ -110,7 +110,7 @@ for step in "$@"; do
       earlier=(); for e in ${EARLIER:-}; do earlier+=(--earlier "$e"); done
       for v in ${VARIANTS:-}; do earlier+=(--variant "$v"); done
       for w in ${GRID_WHERE:-}; do earlier+=(--grid-where "$w"); done
-      snap="$(mktemp -d)"
+      snap="$(mktemp -d)"; trap 'rm -rf "$snap"' EXIT  # also when a command below fails
       .venv/bin/python scripts/ledger_snapshot.py save "$MEDREF_LEDGER" "$snap/ledger.sql"
       .venv/bin/python scripts/ledger_snapshot.py restore "$snap/ledger.sql" "$snap/ledger.db"
       .venv/bin/python scripts/results_cpu.py --ledger "sqlite:///$snap/ledger.db" --ratio "$RATIO" \

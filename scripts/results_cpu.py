@@ -94,7 +94,8 @@ def main() -> None:
                              "grids'), e.g. the grid's own value of a setting that a variant changes")
     parser.add_argument("--variant", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE...][:TABLES]",
                         help="a variant of the current grid: its tables (default 2) from the runs of --code whose "
-                             "config has every KEY=VALUE, shown after the current tables (repeatable)")
+                             "config has every KEY=VALUE (in place of a --where on the same key), shown after the "
+                             "current tables (repeatable)")
     parser.add_argument("--text", action="store_true", help="add the text-reliance table (report --table text)")
     parser.add_argument("--earlier", action="append", default=[], metavar="CODE[:TABLES]",
                         help="an earlier grid: its tables (default 2; e.g. 80ffcf9:2,3) from the runs of that "
@@ -134,11 +135,15 @@ def main() -> None:
                           "--details", "--explain", *filters, *grid_where, ledger=args.ledger)
             out.append(f"## Table {table}, {definition} Dice\n\n" + text)
     for conditions, tables in variants:
-        changed = [a for c in conditions.split(",") for a in ("--where", c)]
+        changed = conditions.split(",")
+        keys = {c.split("=", 1)[0].strip() for c in changed}
+        kept = [w for w in args.where if w.split("=", 1)[0].strip() not in keys]  # the variant's value wins
+        picked = [*(("--as-of", args.as_of) if args.as_of else ()), "--code", args.code,
+                  *(a for w in (*kept, *changed) for a in ("--where", w))]
         for table in tables:
             for definition in ("global", "per-image"):
                 text = medref("report", "--table", table, "--ratio", args.ratio, "--definition", definition,
-                              "--details", *filters, *changed, ledger=args.ledger)
+                              "--details", *picked, ledger=args.ledger)
                 out.append(f"## Variant of the grid ({conditions.replace(',', ', ')}): Table {table}, "
                            f"{definition} Dice\n\n" + text)
     for code, tables in earlier:

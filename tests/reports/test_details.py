@@ -230,6 +230,9 @@ def test_the_results_script_shows_a_variant_of_the_grid_apart_from_its_tables(sm
     assert ours_runs(doc[doc.index(title):]) == set(variant.values())
     assert "| Baseline | 1 | " not in doc[doc.index(title):], "the variant's Baseline was never run"
     assert doc.endswith("--code ccccccc --grid-where ssl.shift=0 --variant ssl.shift=0.2 -->\n")
+    both = made("--where", "ssl.shift=0", "--variant", "ssl.shift=0.2")  # the variant's value wins over --where
+    assert both.returncode == 0, both.stderr
+    assert ours_runs(both.stdout[both.stdout.index(title):]) == set(variant.values())
     for bad, message in (((("--variant", "ssl.shift=0.2"), "--variant needs --code")),
                          ((("--code", "c" * 7, "--variant", "ssl.shift:2"), "--variant expects KEY=VALUE"))):
         args = [a for a in cmd if a not in ("--code", "c" * 7)] + list(bad)
