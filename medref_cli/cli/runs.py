@@ -171,7 +171,8 @@ def diff(
     ledger: LedgerOpt = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Config differences, code version and data identity of two runs."""
+    """Config differences, code version and data identity of two runs, and their test Dice with a paired
+    per-image test of the second against the first."""
     import json
 
     from medref_cli.ledger import diff_runs
@@ -179,6 +180,7 @@ def diff(
     led = _open(ledger)
     try:
         d = diff_runs(led, run_a, run_b)
+        d["test_dice"] = _paired_test_dice(led, run_a, run_b)
     finally:
         led.dispose()
     if json_:
@@ -199,3 +201,33 @@ def diff(
     out.print(table)
     if not d["config"]:
         out.print("configs are identical")
+    test = d["test_dice"]
+    for key, label in (("global", "global"), ("per_image", "per image")):
+        a, b = (_fmt(None if test[r][key] is None else 100 * test[r][key]) for r in ("a", "b"))
+        out.print(f"test Dice {label}: run {run_a} {a}, run {run_b} {b}", soft_wrap=True)
+    if test["paired"] is None:
+        out.print("no paired test: the two runs share fewer than 2 scored test images")
+    else:
+        from medref_cli.reports.model import Significance
+        from medref_cli.reports.render_markdown import format_test
+
+        out.print(f"run {run_b} - run {run_a}, per-image test Dice paired by image (bootstrap 95% CI, Wilcoxon): "
+                  f"{format_test(Significance(f'run {run_a}', **test['paired'], marker=''))}", markup=False, soft_wrap=True)
+
+
+def _paired_test_dice(led, run_a: int, run_b: int) -> dict:
+    """Both runs' test Dice (fractions, from their finals) and the paired per-image test of b against a
+    (percentage points; None when fewer than 2 scored test images pair up)."""
+    from medref_cli.ledger.report_queries import image_scores, runs_by_id
+    from medref_cli.reports.stats import paired_test
+
+    finals = {r.id: r.finals for r in runs_by_id(led, (run_a, run_b))}
+    ends = {key: {"global": finals[run_id].get("test_dice_global"),
+                  "per_image": finals[run_id].get("test_dice_per_image_mean")}
+            for key, run_id in (("a", run_a), ("b", run_b))}
+    scores = image_scores(led, (run_a, run_b), split="test")
+    a, b = ({sid: 100.0 * dice for sid, (dice, _iou) in scores[r].items()} for r in (run_a, run_b))
+    test = paired_test(b, a)
+    paired = None if test is None else {"n_images": test.n_images, "mean_difference": test.mean_difference,
+                                        "ci_low": test.ci_low, "ci_high": test.ci_high, "p_value": test.p_value}
+    return {**ends, "paired": paired}

@@ -83,7 +83,8 @@ def _stats(stats: SeedStats | None) -> str:
     return f"{stats.mean:.2f}{spread} (n={stats.n})"
 
 
-def _test(result: Significance | None) -> str:
+def format_test(result: Significance | None) -> str:
+    """A paired test as the details show it: difference in pp, its 95% bootstrap CI, p and n."""
     if result is None:
         return "-"
     return (f"{result.mean_difference:+.2f} pp [{result.ci_low:+.2f}, {result.ci_high:+.2f}], "
@@ -92,12 +93,12 @@ def _test(result: Significance | None) -> str:
 
 def _vs_burnin(run: RunDetail) -> str:
     test = run.vs_burnin
-    return "-" if test is None else f"{test.baseline.removeprefix('burn-in ')}: {_test(test)}"
+    return "-" if test is None else f"{test.baseline.removeprefix('burn-in ')}: {format_test(test)}"
 
 
 def _run_line(label: str, run: RunDetail) -> list[str]:
     return [md_escape(label), str(run.seed), str(run.run_id), _wall(run.wall_s), format_number(run.dice_global),
-            format_number(run.dice_per_image), md_escape(_test(run.vs_baseline)), md_escape(_vs_burnin(run)),
+            format_number(run.dice_per_image), md_escape(format_test(run.vs_baseline)), md_escape(_vs_burnin(run)),
             *(_share(run.rates.get(name)) for name, _ in RATE_HEADERS)]
 
 
@@ -107,7 +108,7 @@ def _details(detail: BlockDetail) -> list[str]:
               *(h for _, h in RATE_HEADERS)]
     runs = [_run_line(row.label, run) for row in [*detail.rows, *detail.full] for run in row.runs]
     lines = [f"**Runs: {md_escape(detail.title)}**", "", *_table_lines(header, runs), ""]
-    steps = [[md_escape(row.label), md_escape(row.vs_previous.baseline), md_escape(_test(row.vs_previous))]
+    steps = [[md_escape(row.label), md_escape(row.vs_previous.baseline), md_escape(format_test(row.vs_previous))]
              for row in detail.rows if row.vs_previous is not None]
     if steps:
         lines += [(f"**Row by row: {md_escape(detail.title)}** (per-image Dice averaged over seeds, paired by image, "

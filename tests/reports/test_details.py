@@ -152,6 +152,26 @@ def test_markdown_and_json_show_the_details(small_ledger, cli):
     assert "details" not in plain["tables"][0]
 
 
+def test_runs_diff_tests_two_runs_paired_by_image(small_ledger, cli):
+    _ledger, _current, ids, url = small_ledger
+    diffs = [100 * (a - b) for a, b in zip(image_dice(OURS_GAIN, 1), image_dice(BASE_GAIN, 1), strict=True)]
+    code, out, err = cli("runs", "diff", str(ids["base1"]), str(ids["ours1"]), "--json", "--ledger", url)
+    assert code == 0, err
+    test = json.loads(out)["test_dice"]
+    assert test["paired"]["mean_difference"] == pytest.approx(sum(diffs) / len(diffs))
+    assert test["paired"]["n_images"] == len(diffs)
+    assert test["paired"]["ci_low"] < test["paired"]["mean_difference"] < test["paired"]["ci_high"]
+    assert test["b"]["per_image"] == pytest.approx(finals_from(image_dice(OURS_GAIN, 1))["test_dice_per_image_mean"])
+    code, out, err = cli("runs", "diff", str(ids["base1"]), str(ids["ours1"]), "--ledger", url)
+    assert code == 0, err
+    line = next(ln for ln in out.splitlines() if ln.startswith(f"run {ids['ours1']} - run {ids['base1']}, "))
+    assert f": +{sum(diffs) / len(diffs):.2f} pp [" in line and f"n={len(diffs)}" in line
+    code, out, err = cli("runs", "diff", str(ids["unscored"]), str(ids["ours1"]), "--ledger", url)
+    assert code == 0, err
+    assert "no paired test: the two runs share fewer than 2 scored test images" in out
+    assert f"test Dice per image: run {ids['unscored']} -, run {ids['ours1']} " in out
+
+
 @pytest.mark.slow
 def test_the_results_script_rebuilds_the_same_document_from_the_same_ledger(small_ledger, tmp_path):
     import os
