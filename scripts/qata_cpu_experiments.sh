@@ -105,11 +105,13 @@ for step in "$@"; do
           # e.g. "80ffcf9:2,3 e578f1e", each from its own code's runs), and the variants of the grid
           # (VARIANTS, space-separated KEY=VALUE[,...][:TABLES]: the grid's code with a setting changed,
           # kept out of the grid's tables by GRID_WHERE, space-separated KEY=VALUE, e.g. the grid's own
-          # value of that setting). Take it when no run is in progress: a running run reads as lost once
-          # its heartbeat is old, and the document would change with time.
+          # value of that setting), and PAIRS (A:B,...: run pairs with their paired per-image test). Take it
+          # when no run is in progress: a running run reads as lost once its heartbeat is old, and the
+          # document would change with time.
       earlier=(); for e in ${EARLIER:-}; do earlier+=(--earlier "$e"); done
       for v in ${VARIANTS:-}; do earlier+=(--variant "$v"); done
       for w in ${GRID_WHERE:-}; do earlier+=(--grid-where "$w"); done
+      [[ -n "${PAIRS:-}" ]] && earlier+=(--pairs "$PAIRS")
       snap="$(mktemp -d)"; trap 'rm -rf "$snap"' EXIT  # also when a command below fails
       .venv/bin/python scripts/ledger_snapshot.py save "$MEDREF_LEDGER" "$snap/ledger.sql"
       .venv/bin/python scripts/ledger_snapshot.py restore "$snap/ledger.sql" "$snap/ledger.db"

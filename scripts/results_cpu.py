@@ -8,7 +8,8 @@ Dice, with --details; the text-reliance table with --text); the recipe sweep is 
 read with `medref runs show --json`. With --as-of CODE, staleness is judged as of the code version
 that made the grid, so any checkout rebuilds the same document; with --code CODE the tables count
 only that code's runs (and judge staleness as of it); --variant KEY=VALUE adds the tables of that code's
-runs with a setting changed, which --grid-where keeps out of the grid's own. The document ends with the
+runs with a setting changed, which --grid-where keeps out of the grid's own; --pairs A:B lists what run B
+changes against run A with the paired per-image test (medref runs diff). The document ends with the
 arguments that made it (all but the ledger): the same ledger and the same medref give the same bytes.
 """
 
@@ -77,6 +78,28 @@ def sweep_table(ids: list[int], ledger: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def pairs_table(pairs: list[tuple[int, int]], ledger: str) -> str:
+    """One row per pair of runs (medref runs diff A B): what B changes against A, both test Dice and the
+    paired per-image test of B against A."""
+    header = ["run A", "run B", "B differs from A in", "test Dice global, A → B", "test Dice per image, A → B",
+              "B - A per image, paired (95% CI, Wilcoxon p, n)"]
+    lines = ["| " + " | ".join(header) + " |", "|--:|--:|:--|--:|--:|--:|"]
+    for a, b in pairs:
+        d = json.loads(medref("runs", "diff", str(a), str(b), "--json", ledger=ledger))
+        changed = "; ".join(f"{k}: {_shown(va)} → {_shown(vb)}" for k, (va, vb) in d["config"].items() if k != "name")
+        test = d["test_dice"]
+        ends = [f"{_pct(test['a'][key])} → {_pct(test['b'][key])}" for key in ("global", "per_image")]
+        p = test["paired"]
+        paired = "-" if p is None else (f"{p['mean_difference']:+.2f} pp [{p['ci_low']:+.2f}, {p['ci_high']:+.2f}], "
+                                         f"p={p['p_value']:.3g}, n={p['n_images']}")
+        lines.append(f"| {a} | {b} | {changed or '(same config)'} | {ends[0]} | {ends[1]} | {paired} |")
+    return "\n".join(lines) + "\n"
+
+
+def _shown(value) -> str:
+    return "-" if value is None else str(value)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ledger", required=True, help="SQLAlchemy URL of the ledger")
@@ -96,6 +119,9 @@ def main() -> None:
                         help="a variant of the current grid: its tables (default 2) from the runs of --code whose "
                              "config has every KEY=VALUE (in place of a --where on the same key), shown after the "
                              "current tables (repeatable)")
+    parser.add_argument("--pairs", default="", metavar="A:B[,A:B...]",
+                        help="pairs of run ids: what B changes against A, with the paired per-image test "
+                             "(medref runs diff A B), shown after the variants")
     parser.add_argument("--text", action="store_true", help="add the text-reliance table (report --table text)")
     parser.add_argument("--earlier", action="append", default=[], metavar="CODE[:TABLES]",
                         help="an earlier grid: its tables (default 2; e.g. 80ffcf9:2,3) from the runs of that "
@@ -121,6 +147,12 @@ def main() -> None:
     filters = [*(("--as-of", args.as_of) if args.as_of else ()), *(("--code", args.code) if args.code else ()),
                *where]
     grid_where = [a for w in args.grid_where for a in ("--where", w)]
+    pairs = []
+    for given in (p.strip() for p in args.pairs.split(",") if p.strip()):
+        a, _, b = given.partition(":")
+        if not (a.isdigit() and b.isdigit()):
+            parser.error(f"--pairs expects A:B[,A:B...] with run ids, got '{given}'")
+        pairs.append((int(a), int(b)))
     out = []
     if args.preamble:
         with open(args.preamble, encoding="utf-8") as fh:
@@ -146,6 +178,9 @@ def main() -> None:
                               "--details", *picked, ledger=args.ledger)
                 out.append(f"## Variant of the grid ({conditions.replace(',', ', ')}): Table {table}, "
                            f"{definition} Dice\n\n" + text)
+    if pairs:
+        out.append("## Run pairs\n\nWhat run B changes against run A, and the paired per-image test of B against A "
+                   "(`medref runs diff A B`).\n\n" + pairs_table(pairs, args.ledger))
     for code, tables in earlier:
         for table in tables:
             for definition in ("global", "per-image"):
@@ -157,7 +192,7 @@ def main() -> None:
     made = ["--ratio", args.ratio, *(("--sweep", args.sweep) if args.sweep else ()),
             *(("--preamble", args.preamble) if args.preamble else ()), *filters,
             *(a for w in args.grid_where for a in ("--grid-where", w)),
-            *(a for v in args.variant for a in ("--variant", v)),
+            *(a for v in args.variant for a in ("--variant", v)), *(("--pairs", args.pairs) if args.pairs else ()),
             *(a for code in args.earlier for a in ("--earlier", code)), *(("--text",) if args.text else ())]
     out.append(f"<!-- made by: scripts/results_cpu.py --ledger LEDGER {' '.join(made)} -->\n")
     sys.stdout.write("\n".join(out))

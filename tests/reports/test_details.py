@@ -258,3 +258,32 @@ def test_the_results_script_shows_a_variant_of_the_grid_apart_from_its_tables(sm
         args = [a for a in cmd if a not in ("--code", "c" * 7)] + list(bad)
         failed = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path, check=False)
         assert failed.returncode == 2 and message in failed.stderr, failed.stderr
+
+
+@pytest.mark.slow
+def test_the_results_script_shows_run_pairs_with_their_paired_test(small_ledger, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    _ledger, _current, ids, url = small_ledger
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root), "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, str(root / "scripts" / "results_cpu.py"), "--ledger", url, "--code", "c" * 7]
+    base, ours = ids["base1"], ids["ours1"]
+    done = subprocess.run([*cmd, "--pairs", f"{base}:{ours}"], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, check=False)
+    assert done.returncode == 0, done.stderr
+    section = done.stdout[done.stdout.index("## Run pairs"):]
+    (row,) = [ln for ln in section.splitlines() if ln.startswith(f"| {base} | {ours} | ")]
+    diffs = [100 * (a - b) for a, b in zip(image_dice(OURS_GAIN, 1), image_dice(BASE_GAIN, 1), strict=True)]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2] == "train.step_matched: True → False", "what the second run changes"
+    assert cells[5].startswith(f"{sum(diffs) / len(diffs):+.2f} pp [") and cells[5].endswith(f"n={len(diffs)}")
+    per_image = [100 * finals_from(image_dice(g, 1))["test_dice_per_image_mean"] for g in (BASE_GAIN, OURS_GAIN)]
+    assert cells[4] == f"{per_image[0]:.2f} → {per_image[1]:.2f}"
+    assert done.stdout.endswith(f"--code ccccccc --pairs {base}:{ours} -->\n")
+    bad = subprocess.run([*cmd, "--pairs", f"{base}-{ours}"], capture_output=True, text=True, env=env,
+                         cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and "--pairs expects A:B[,A:B...] with run ids" in bad.stderr, bad.stderr
