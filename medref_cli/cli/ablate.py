@@ -31,7 +31,7 @@ def ablate(
     dataset: Annotated[str | None, typer.Option(help="synthetic | qata | mosmed | custom.")] = None,
     data: Annotated[Path | None, typer.Option(help="Data folder.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print every cell with its state; run nothing.")] = False,
-    jobs: Annotated[int, typer.Option(help="Cells run side by side (CPU).")] = 1,
+    jobs: Annotated[int, typer.Option(help="Cells run side by side (CPU; --executor local).")] = 1,
     gpus: Annotated[str | None, typer.Option(help="Comma-separated GPU ids: one cell per GPU.")] = None,
     grid_dir: Annotated[Path | None, typer.Option(help="Folder of the row files.")] = None,
     rows: Annotated[str | None, typer.Option(
@@ -88,6 +88,9 @@ def ablate(
 
         if gpu_list:
             raise MedrefError("--gpus is for --executor local; ask for GPUs per job with --slurm-gpus-per-job")
+        if jobs > 1:
+            raise MedrefError(f"--jobs is for --executor local; with {chosen} every cell is a job of its own "
+                              "and the scheduler decides how many run at once")
         ablate_submit.check_ledger(url, chosen, allow_sqlite)
         resources = ablate_submit.resources(base, slurm_extra or [])
         ablate_submit.preflight(chosen, resources)

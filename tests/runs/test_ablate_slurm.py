@@ -103,6 +103,8 @@ def _queue_size() -> int:
     (["--executor", "slurm", "--allow-sqlite", "--slurm-mem", "lots"], "--slurm-mem expects"),
     (["--executor", "pbs"], "--executor must be one of local, slurm, submitit-local"),
     (["--executor", "slurm", "--allow-sqlite", "--gpus", "0"], "--gpus is for --executor local"),
+    (["--executor", "slurm", "--allow-sqlite", "--jobs", "2"], "--jobs is for --executor local; with slurm every"),
+    (["--executor", "submitit-local", "--jobs", "2"], "--jobs is for --executor local; with submitit-local every"),
     (["--rows", "itcl,ours"], "--rows: table 2 has no row 'ours' (rows: baseline, ema, posaug, tpatchmix, itcl)"),
 ])
 def test_refused_before_anything_happens(cli, tmp_path, args, message):
