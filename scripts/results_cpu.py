@@ -80,7 +80,10 @@ def sweep_table(ids: list[int], ledger: str) -> str:
 
 def pairs_table(pairs: list[tuple[int, int]], ledger: str) -> str:
     """One row per pair of runs (medref runs diff A B): what B changes against A, both test Dice and the
-    paired per-image test of B against A."""
+    paired per-image test of B against A (written as the report's details write one)."""
+    from medref_cli.reports.render_markdown import format_test
+    from medref_cli.reports.stats import PairedTest
+
     header = ["run A", "run B", "B differs from A in", "test Dice global, A → B", "test Dice per image, A → B",
               "B - A per image, paired (95% CI, Wilcoxon p, n)"]
     lines = ["| " + " | ".join(header) + " |", "|--:|--:|:--|--:|--:|--:|"]
@@ -89,9 +92,7 @@ def pairs_table(pairs: list[tuple[int, int]], ledger: str) -> str:
         changed = "; ".join(f"{k}: {_shown(va)} → {_shown(vb)}" for k, (va, vb) in d["config"].items() if k != "name")
         test = d["test_dice"]
         ends = [f"{_pct(test['a'][key])} → {_pct(test['b'][key])}" for key in ("global", "per_image")]
-        p = test["paired"]
-        paired = "-" if p is None else (f"{p['mean_difference']:+.2f} pp [{p['ci_low']:+.2f}, {p['ci_high']:+.2f}], "
-                                         f"p={p['p_value']:.3g}, n={p['n_images']}")
+        paired = "-" if test["paired"] is None else format_test(PairedTest(**test["paired"]))
         lines.append(f"| {a} | {b} | {changed or '(same config)'} | {ends[0]} | {ends[1]} | {paired} |")
     return "\n".join(lines) + "\n"
 
@@ -144,8 +145,8 @@ def main() -> None:
         if any("=" not in c for c in conditions.split(",")):
             parser.error(f"--variant expects KEY=VALUE[,KEY=VALUE...][:TABLES], got '{conditions}'")
     where = [a for w in args.where for a in ("--where", w)]
-    filters = [*(("--as-of", args.as_of) if args.as_of else ()), *(("--code", args.code) if args.code else ()),
-               *where]
+    versions = [*(("--as-of", args.as_of) if args.as_of else ()), *(("--code", args.code) if args.code else ())]
+    filters = [*versions, *where]
     grid_where = [a for w in args.grid_where for a in ("--where", w)]
     pairs = []
     for given in (p.strip() for p in args.pairs.split(",") if p.strip()):
@@ -170,8 +171,7 @@ def main() -> None:
         changed = conditions.split(",")
         keys = {c.split("=", 1)[0].strip() for c in changed}
         kept = [w for w in args.where if w.split("=", 1)[0].strip() not in keys]  # the variant's value wins
-        picked = [*(("--as-of", args.as_of) if args.as_of else ()), "--code", args.code,
-                  *(a for w in (*kept, *changed) for a in ("--where", w))]
+        picked = [*versions, *(a for w in (*kept, *changed) for a in ("--where", w))]
         for table in tables:
             for definition in ("global", "per-image"):
                 text = medref("report", "--table", table, "--ratio", args.ratio, "--definition", definition,

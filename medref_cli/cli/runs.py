@@ -208,16 +208,18 @@ def diff(
     if test["paired"] is None:
         out.print("no paired test: the two runs share fewer than 2 scored test images")
     else:
-        from medref_cli.reports.model import Significance
         from medref_cli.reports.render_markdown import format_test
+        from medref_cli.reports.stats import PairedTest
 
         out.print(f"run {run_b} - run {run_a}, per-image test Dice paired by image (bootstrap 95% CI, Wilcoxon): "
-                  f"{format_test(Significance(f'run {run_a}', **test['paired'], marker=''))}", markup=False, soft_wrap=True)
+                  f"{format_test(PairedTest(**test['paired']))}", markup=False, soft_wrap=True)
 
 
 def _paired_test_dice(led, run_a: int, run_b: int) -> dict:
     """Both runs' test Dice (fractions, from their finals) and the paired per-image test of b against a
     (percentage points; None when fewer than 2 scored test images pair up)."""
+    from dataclasses import asdict
+
     from medref_cli.ledger.report_queries import image_scores, runs_by_id
     from medref_cli.reports.stats import paired_test
 
@@ -228,6 +230,4 @@ def _paired_test_dice(led, run_a: int, run_b: int) -> dict:
     scores = image_scores(led, (run_a, run_b), split="test")
     a, b = ({sid: 100.0 * dice for sid, (dice, _iou) in scores[r].items()} for r in (run_a, run_b))
     test = paired_test(b, a)
-    paired = None if test is None else {"n_images": test.n_images, "mean_difference": test.mean_difference,
-                                        "ci_low": test.ci_low, "ci_high": test.ci_high, "p_value": test.p_value}
-    return {**ends, "paired": paired}
+    return {**ends, "paired": None if test is None else asdict(test)}

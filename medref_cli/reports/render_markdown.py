@@ -12,7 +12,7 @@ from medref_cli.reports.model import (
     format_number,
     plain_cell_text,
 )
-from medref_cli.reports.stats import SeedStats
+from medref_cli.reports.stats import PairedTest, SeedStats
 
 CHECK = "\u2713"
 DELTA = "\u0394"
@@ -83,7 +83,7 @@ def _stats(stats: SeedStats | None) -> str:
     return f"{stats.mean:.2f}{spread} (n={stats.n})"
 
 
-def format_test(result: Significance | None) -> str:
+def format_test(result: Significance | PairedTest | None) -> str:
     """A paired test as the details show it: difference in pp, its 95% bootstrap CI, p and n."""
     if result is None:
         return "-"
